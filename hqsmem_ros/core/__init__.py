@@ -1,0 +1,1 @@
+"""The HQ-SMem algorithm core: pure Python + numpy + torch, no ROS imports."""

@@ -1,0 +1,1 @@
+"""Base VOS models behind one protocol (``base.Backend``)."""

@@ -1,0 +1,54 @@
+"""The one protocol every base VOS model implements.
+
+The tracker calls, per frame: ``step`` (all objects, step 1 of the method), then ``add_object`` for
+targets initialised on this frame, then ``accept`` with the accepted masks (teacher forcing, step 4),
+then at the memory schedule ``embed`` and the ``evict_memory`` / ``write_memory`` calls that
+``SmartMemory`` decided (step 5). A backend never decides what enters its memory by itself, and never
+calls a refiner.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..types import Prediction
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
+        """Start tracking ``obj_id`` from ``mask`` on ``frame``; store that frame as memory entry ``key``
+        (its reference frame; the entry may already exist when several objects start on one frame)."""
+
+    def remove_object(self, obj_id: int) -> None:
+        """Stop tracking ``obj_id`` and drop it from every memory entry."""
+
+    def step(self, frame: np.ndarray) -> dict[int, Prediction]:
+        """Segment every tracked object on ``frame`` (present or not: absent ones are searched for)."""
+
+    def accept(self, masks: dict[int, np.ndarray]) -> None:
+        """The accepted masks of the current frame: the prior for the next frame and what
+        ``write_memory`` stores."""
+
+    def embed(self, masks: dict[int, np.ndarray]) -> np.ndarray:
+        """Embedding of the current frame for memory relevance: object-centric (features pooled over
+        each mask, normalised, averaged), a global embedding only when ``masks`` is empty."""
+
+    def write_memory(self, key: int) -> None:
+        """Store the current frame with its accepted masks as memory entry ``key``."""
+
+    def evict_memory(self, key: int) -> None:
+        """Drop memory entry ``key``."""
+
+    def memory_keys(self) -> list[int]:
+        """Keys of the entries the backend holds (for tests and diagnostics)."""
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the memory tensors."""
+
+    def reset(self) -> None:
+        """Forget every object and memory entry."""

@@ -1,0 +1,225 @@
+"""HQSMemTracker: the per-frame loop of hqsmem-method.md, the only place that sequences its steps.
+
+    1. base VOS step (all objects)            -> backend.step
+    2-3. box-prompted proposals, verified     -> refiner.refine (present objects only)
+    4. teacher forcing                         -> backend.accept(accepted masks)
+    5. smart memory update at the schedule     -> SmartMemory.decide -> backend.evict/write_memory
+    6. absence                                 -> empty / tiny / unconfident masks are reported absent
+
+One frame in, one ``FrameResult`` out, also when the backend fails on that frame. Not thread-safe:
+callers serialise ``process``, ``add``-via-``process``, ``remove`` and ``reset``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .backends.base import Backend
+from .box_init import grabcut_mask
+from .config import param
+from .memory import MemoryConfig, SmartMemory
+from .refine import RefinerConfig, VerifiedRefiner
+from .types import Box, FrameResult, ObjectResult, Prediction, Target, mask_box
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    min_area: int = param(16, "An accepted mask smaller than this many pixels reports the object absent",
+                          min=0, max=1_000_000, dynamic=True)
+    presence_threshold: float = param(0.3, "A base-model confidence below this reports the object absent",
+                                      min=0.0, max=1.0, dynamic=True)
+    max_objects: int = param(32, "Most objects tracked at once; further targets are rejected", min=1, max=255)
+
+
+@dataclass(frozen=True)
+class HQSMemConfig:
+    """Everything the core takes; backend-specific sections live with their backends (see factory)."""
+
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+
+
+class TargetError(ValueError):
+    """A target that cannot start a track (the message says why)."""
+
+
+def check_target(target: Target, shape: tuple[int, int]) -> Target:
+    """``target`` with its box clipped to the image and its mask as bool; raises TargetError if unusable."""
+    h, w = shape
+    oid = target.obj_id
+    if target.box is None and target.mask is None:
+        raise TargetError(f"target {oid}: neither a box nor a mask")
+    box = None
+    if target.box is not None:
+        x0, y0, x1, y1 = (float(v) for v in target.box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise TargetError(f"target {oid}: box {target.box} has a non-finite coordinate")
+        if x1 <= x0 or y1 <= y0:
+            raise TargetError(f"target {oid}: box {target.box} has zero or negative area")
+        cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+        cx1, cy1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
+        if cx1 <= cx0 or cy1 <= cy0:
+            raise TargetError(f"target {oid}: box {target.box} lies outside the {w}x{h} image")
+        box = (cx0, cy0, cx1, cy1)
+    mask = None
+    if target.mask is not None:
+        mask = np.asarray(target.mask)
+        if mask.shape != (h, w):
+            raise TargetError(f"target {oid}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {w}x{h}")
+        mask = mask.astype(bool)
+        if not mask.any():
+            raise TargetError(f"target {oid}: mask is empty")
+        if box is not None:
+            mask = mask & _box_mask(mask.shape, box)
+            if not mask.any():
+                raise TargetError(f"target {oid}: mask and box do not overlap")
+    return Target(oid, target.label, box, mask)
+
+
+@dataclass
+class _Track:
+    label: str
+    present: bool = True
+
+
+class HQSMemTracker:
+    def __init__(self, backend: Backend, config: HQSMemConfig = HQSMemConfig(),
+                 refiner: VerifiedRefiner | None = None,
+                 box_to_mask: Callable[[np.ndarray, Box], np.ndarray] = grabcut_mask):
+        self.backend = backend
+        self.refiner = refiner
+        self.box_to_mask = box_to_mask
+        self.memory = SmartMemory(config.memory)
+        self.tracks: dict[int, _Track] = {}
+        self.frame_index = 0
+        self.consecutive_faults = 0
+        self.configure(config)
+
+    def configure(self, config: HQSMemConfig) -> None:
+        """Apply new parameter values (the node calls this for dynamic parameters)."""
+        self.config = config
+        self.memory.config = config.memory
+        if self.refiner is not None:
+            self.refiner.config = config.refiner
+
+    # -- objects ---------------------------------------------------------------------------------
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self.tracks)
+
+    def remove(self, obj_ids: Iterable[int]) -> list[int]:
+        """Stop tracking ``obj_ids``; returns the ids that were not tracked."""
+        unknown = []
+        for oid in obj_ids:
+            if oid not in self.tracks:
+                unknown.append(oid)
+                continue
+            del self.tracks[oid]
+            self.backend.remove_object(oid)
+            for key in self.memory.release(oid):
+                self.backend.evict_memory(key)
+        return unknown
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self.memory.clear()
+        self.backend.reset()
+        self.frame_index = 0
+        self.consecutive_faults = 0
+
+    # -- the loop --------------------------------------------------------------------------------
+    def process(self, frame: np.ndarray, targets: Iterable[Target] = ()) -> FrameResult:
+        """Track every object on ``frame`` and start ``targets`` on it (already ``check_target``-ed;
+        a target whose id is tracked re-initialises that object)."""
+        t = self.frame_index
+        self.frame_index += 1
+        timings: dict[str, float] = {}
+        targets = list(targets)
+        room = self.config.tracker.max_objects - len(set(self.tracks) - {tg.obj_id for tg in targets})
+        rejected = [f"target {tg.obj_id}: max_objects={self.config.tracker.max_objects} already tracked"
+                    for tg in targets[max(room, 0):]]
+        try:
+            result = self._process(t, frame, targets[:max(room, 0)], timings)
+            result.rejected = rejected
+            self.consecutive_faults = 0
+            return result
+        except Exception as exc:  # one bad frame must not end the stream: report it, go on
+            self.consecutive_faults += 1
+            empty = np.zeros(frame.shape[:2], bool)
+            objects = [ObjectResult(oid, tr.label, False, 0.0, empty, None) for oid, tr in self.tracks.items()]
+            return FrameResult(t, objects, ok=False, status=f"{type(exc).__name__}: {exc}",
+                               memory_frames=len(self.memory), timings=timings, rejected=rejected)
+
+    def _process(self, t: int, frame: np.ndarray, targets: list[Target], timings: dict[str, float]) -> FrameResult:
+        cfg = self.config.tracker
+        restarted = {tg.obj_id for tg in targets if tg.obj_id in self.tracks}
+        if restarted:
+            self.remove(restarted)
+
+        with _timed(timings, "base"):
+            preds: dict[int, Prediction] = self.backend.step(frame) if self.tracks else {}
+        present = {oid: p.mask for oid, p in preds.items()
+                   if p.confidence >= cfg.presence_threshold and p.mask.sum() >= max(cfg.min_area, 1)}
+
+        refined: set[int] = set()
+        accepted = {oid: (p.mask if oid in present else np.zeros_like(p.mask)) for oid, p in preds.items()}
+        if self.refiner is not None and present:
+            with _timed(timings, "refine"):
+                for oid, r in self.refiner.refine(frame, present).items():
+                    if r.accepted and r.mask.sum() >= max(cfg.min_area, 1):
+                        accepted[oid] = r.mask
+                        refined.add(oid)
+
+        scores = {oid: p.confidence for oid, p in preds.items()}
+        with _timed(timings, "init"):
+            for tg in targets:
+                mask = tg.mask if tg.mask is not None else self.box_to_mask(frame, tg.box)
+                self.backend.add_object(tg.obj_id, frame, mask, key=t)
+                self.tracks[tg.obj_id] = _Track(tg.label)
+                accepted[tg.obj_id] = mask
+                scores[tg.obj_id] = 1.0
+                self.memory.pin(t, t, self.backend.embed({tg.obj_id: mask}), owner=tg.obj_id)
+
+        self.backend.accept(accepted)  # teacher forcing: the accepted masks are the prior and the memory
+
+        objects = []
+        for oid, track in self.tracks.items():
+            mask = accepted[oid]
+            track.present = bool(mask.any())
+            objects.append(ObjectResult(oid, track.label, track.present, float(scores[oid]) if track.present else 0.0,
+                                        mask, mask_box(mask), oid in refined))
+
+        visible = {o.obj_id: o.mask for o in objects if o.present}
+        if visible and t % self.config.memory.update_every == 0 and t not in self.memory.entries:
+            with _timed(timings, "memory"):
+                embedding = self.backend.embed(visible)
+                decision = self.memory.decide(t, embedding)
+                for key in decision.evict:
+                    self.backend.evict_memory(key)
+                if decision.write:
+                    self.backend.write_memory(t)
+                self.memory.apply(decision, t, t, embedding)
+        return FrameResult(t, objects, memory_frames=len(self.memory), timings=timings)
+
+
+def _box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = True
+    return out
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,64 @@
+"""Plain data passed between the node, the tracker and the backends.
+
+Frames are RGB ``uint8`` arrays of shape (H, W, 3); masks are ``bool`` arrays of shape (H, W);
+boxes are ``(x0, y0, x1, y1)`` in pixels with exclusive upper bounds (so x1 - x0 is the width).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A request to start tracking object ``obj_id`` on the frame it is given with."""
+
+    obj_id: int
+    label: str = ""
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class Prediction:
+    """What a base model or a refiner proposes for one object on one frame."""
+
+    mask: np.ndarray
+    confidence: float
+
+
+@dataclass
+class ObjectResult:
+    obj_id: int
+    label: str
+    present: bool
+    score: float
+    mask: np.ndarray
+    box: Box | None
+    refined: bool = False
+
+
+@dataclass
+class FrameResult:
+    """The tracker's answer for one frame: exactly one per processed frame, even on a fault."""
+
+    frame_index: int
+    objects: list[ObjectResult]
+    ok: bool = True
+    status: str = "ok"
+    memory_frames: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)  # targets given with this frame that did not start
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """Tight box of a mask, or None when it is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
