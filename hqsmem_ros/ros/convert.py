@@ -1,0 +1,166 @@
+"""ROS messages <-> numpy, and validation of every input. Pure functions: no node, no DDS.
+
+Every malformed input raises (or returns) an ``InputError`` whose ``reason`` is a short key the node
+counts in diagnostics and whose text is the log line's detail, e.g.
+``encoding 'yuv422' is not supported (rgb8, bgr8, ...)``.
+"""
+
+from __future__ import annotations
+
+import array
+from collections import Counter
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from ..core.tracker import TargetError, check_target
+from ..core.types import FrameResult, Target
+from ..msg import TargetArray, TrackedObject, TrackedObjectArray
+
+# encoding -> (channels, dtype). 8UC1/8UC3 carry no colour order: read as mono8/bgr8 (OpenCV's default).
+ENCODINGS: dict[str, tuple[int, type]] = {
+    "rgb8": (3, np.uint8), "bgr8": (3, np.uint8), "rgba8": (4, np.uint8), "bgra8": (4, np.uint8),
+    "mono8": (1, np.uint8), "mono16": (1, np.uint16), "8UC1": (1, np.uint8), "8UC3": (3, np.uint8),
+}
+MASK_ENCODINGS = ("mono8", "8UC1")
+MAX_ID = 65535
+
+
+class InputError(ValueError):
+    """A rejected input; ``reason`` names the kind (counted), the text says exactly what is wrong."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# -- images ------------------------------------------------------------------------------------------
+def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None) -> np.ndarray:
+    """The pixels of ``msg`` as (H, W) or (H, W, C) in the encoding's own dtype and channel order."""
+    allowed = encodings or tuple(ENCODINGS)
+    if msg.encoding not in allowed:
+        raise InputError("encoding", f"encoding '{msg.encoding}' is not supported ({', '.join(allowed)})")
+    if msg.width == 0 or msg.height == 0:
+        raise InputError("empty_image", f"image is empty ({msg.width}x{msg.height})")
+    channels, dtype = ENCODINGS[msg.encoding]
+    row = msg.width * channels * np.dtype(dtype).itemsize
+    if msg.step < row:
+        raise InputError("step", f"step {msg.step} is shorter than a {msg.encoding} row of width {msg.width} "
+                                 f"({row} bytes)")
+    if len(msg.data) != msg.step * msg.height:
+        raise InputError("data_size", f"data is {len(msg.data)} bytes, expected step*height = "
+                                      f"{msg.step}*{msg.height} = {msg.step * msg.height}")
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
+    order = ">" if msg.is_bigendian else "<"
+    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order)).astype(dtype, copy=False)
+    return pixels.reshape(msg.height, msg.width, channels) if channels > 1 else pixels.reshape(msg.height, msg.width)
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """An Image holding ``pixels`` (already in ``encoding``'s channel order and dtype), little-endian."""
+    channels, dtype = ENCODINGS[encoding]
+    pixels = np.ascontiguousarray(pixels, dtype=np.dtype(dtype).newbyteorder("<"))
+    if pixels.shape[2:] not in ((), (channels,)) or (channels > 1) != (pixels.ndim == 3):
+        raise ValueError(f"{encoding} needs {channels} channel(s), got shape {pixels.shape}")
+    h, w = pixels.shape[:2]
+    msg = Image(header=header or Header(), height=h, width=w, encoding=encoding, is_bigendian=False,
+                step=w * channels * pixels.itemsize)
+    msg.data = array.array("B", pixels.tobytes())  # array.array skips the per-byte field check
+    return msg
+
+
+def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from ``image_to_array``'s output; mono16 keeps its high byte."""
+    if encoding == "mono16":
+        pixels = (pixels >> 8).astype(np.uint8)
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    if encoding in ("bgr8", "bgra8", "8UC3"):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def decode_image(msg: Image) -> np.ndarray:
+    return to_rgb(image_to_array(msg), msg.encoding)
+
+
+def decode_compressed(msg: CompressedImage) -> np.ndarray:
+    """RGB uint8 from a JPEG/PNG CompressedImage (any format OpenCV reads)."""
+    if len(msg.data) == 0:
+        raise InputError("empty_image", f"compressed image ({msg.format!r}) has no data")
+    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InputError("compressed", f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be "
+                                       "decoded")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+# -- targets -----------------------------------------------------------------------------------------
+def targets_from_msg(msg: TargetArray, max_id: int = MAX_ID) -> tuple[list[Target], list[InputError]]:
+    """Targets of one message that pass the checks that need no image; one error per rejected target."""
+    counts = Counter(t.id for t in msg.targets)
+    targets, errors = [], []
+    for t in msg.targets:
+        try:
+            if not 1 <= t.id <= max_id:
+                raise InputError("id_range", f"target {t.id}: id is outside 1..{max_id}")
+            if counts[t.id] > 1:
+                raise InputError("duplicate_id", f"target {t.id}: id appears {counts[t.id]} times in one message")
+            mask = None
+            if t.mask.width or t.mask.height or len(t.mask.data):
+                try:
+                    mask = image_to_array(t.mask, MASK_ENCODINGS) != 0
+                except InputError as exc:
+                    raise InputError("mask", f"target {t.id}: mask {exc}") from None
+            box = (t.x_min, t.y_min, t.x_max, t.y_max) if t.has_box else None
+            targets.append(Target(t.id, t.label, box, mask))
+        except InputError as exc:
+            errors.append(exc)
+    return targets, errors
+
+
+def check_targets(targets: list[Target], shape: tuple[int, int]) -> tuple[list[Target], list[InputError]]:
+    """``core.tracker.check_target`` on each target for an image of ``shape`` (H, W): box problems are
+    reason ``box``, the rest (mask size, empty mask, no overlap, nothing given) reason ``mask``."""
+    ok, errors = [], []
+    for tg in targets:
+        try:
+            if tg.box is not None:
+                try:
+                    check_target(Target(tg.obj_id, box=tg.box), shape)
+                except TargetError as exc:
+                    raise InputError("box", str(exc)) from None
+            ok.append(check_target(tg, shape))
+        except TargetError as exc:
+            errors.append(InputError("mask", str(exc)))
+        except InputError as exc:
+            errors.append(exc)
+    return ok, errors
+
+
+# -- results -----------------------------------------------------------------------------------------
+def result_to_msg(result: FrameResult, header: Header) -> TrackedObjectArray:
+    """The tracks message for one processed frame; masks are mono8 (255 = object) cropped to the roi."""
+    out = TrackedObjectArray(header=header, frame_index=result.frame_index, ok=result.ok, status=result.status,
+                             memory_frames=result.memory_frames)
+    for obj in result.objects:
+        msg = TrackedObject(id=obj.obj_id, label=obj.label, present=obj.present, score=float(obj.score),
+                            refined=obj.refined)
+        if obj.present and obj.box is not None:
+            x0, y0, x1, y1 = obj.box
+            msg.roi = RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0)
+            crop = obj.mask[y0:y1, x0:x1].astype(np.uint8) * 255
+            msg.mask = array_to_image(crop, "mono8", header)
+        out.objects.append(msg)
+    return out
+
+
+def label_array(result: FrameResult, shape: tuple[int, int], encoding: str) -> np.ndarray:
+    """Full-frame label image: pixel = id of the present object covering it (higher ids on top), 0 = none."""
+    labels = np.zeros(shape, np.uint16 if encoding == "mono16" else np.uint8)
+    for obj in sorted(result.objects, key=lambda o: o.obj_id):
+        if obj.present:
+            labels[obj.mask] = obj.obj_id
+    return labels

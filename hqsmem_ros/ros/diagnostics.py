@@ -1,0 +1,83 @@
+"""Counters and latency windows of the node, reported as one diagnostic_msgs/DiagnosticStatus."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from ..core.types import FrameResult
+
+_WINDOW = 200  # latency samples kept per stage
+
+
+class NodeStats:
+    """Written by the executor (inputs) and the worker (results); read by the diagnostics timer."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.images = 0  # image messages received, valid or not
+        self.processed = 0
+        self.rejected: Counter[str] = Counter()
+        self.faults = 0
+        self.fault_resets = 0
+        self.resolution_resets = 0
+        self.last: FrameResult | None = None
+        self._latency: dict[str, deque[float]] = {}
+        self._mark = (time.monotonic(), 0, 0, 0, 0)  # time, images, processed, faults, rejected at last report
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def image_in(self) -> None:
+        with self._lock:
+            self.images += 1
+
+    def frame_done(self, result: FrameResult, seconds: float) -> None:
+        with self._lock:
+            self.processed += 1
+            self.faults += not result.ok
+            self.last = result
+            for stage, value in {**result.timings, "total": seconds}.items():
+                self._latency.setdefault(stage, deque(maxlen=_WINDOW)).append(value)
+
+    def status(self, name: str, backend: str, device: str, state: str, received: int, dropped: int) -> DiagnosticStatus:
+        """The report since the previous call (rates) and since start (counts)."""
+        with self._lock:
+            now = time.monotonic()
+            t0, images0, processed0, faults0, rejected0 = self._mark
+            rejected = sum(self.rejected.values())
+            self._mark = (now, self.images, self.processed, self.faults, rejected)
+            dt = max(now - t0, 1e-6)
+            last = self.last
+            values = {
+                "lifecycle_state": state, "backend": backend, "device": device,
+                "input_fps": f"{(self.images - images0) / dt:.2f}",
+                "processed_fps": f"{(self.processed - processed0) / dt:.2f}",
+                "frames_received": self.images, "frames_processed": self.processed, "frames_dropped": dropped,
+                "frames_waiting": received - self.processed - dropped,
+                "faults": self.faults, "fault_resets": self.fault_resets, "resolution_resets": self.resolution_resets,
+                "memory_frames": last.memory_frames if last else 0,
+                "objects_present": sum(o.present for o in last.objects) if last else 0,
+                "objects_absent": sum(not o.present for o in last.objects) if last else 0,
+            }
+            values.update({f"rejected.{reason}": n for reason, n in sorted(self.rejected.items())})
+            for stage, samples in sorted(self._latency.items()):
+                p50, p90, p99 = np.percentile(np.asarray(samples) * 1e3, [50, 90, 99])
+                values.update({f"latency_ms.{stage}.p50": f"{p50:.1f}", f"latency_ms.{stage}.p90": f"{p90:.1f}",
+                               f"latency_ms.{stage}.p99": f"{p99:.1f}"})
+            new_faults, new_rejects = self.faults - faults0, rejected - rejected0
+        if state != "active":
+            level, message = DiagnosticStatus.WARN, f"not tracking: {state}"
+        elif last is not None and not last.ok:
+            level, message = DiagnosticStatus.ERROR, f"tracker fault: {last.status}"
+        elif new_faults or new_rejects:
+            level, message = DiagnosticStatus.WARN, f"{new_faults} faults, {new_rejects} rejected inputs since last report"
+        else:
+            level, message = DiagnosticStatus.OK, "tracking"
+        return DiagnosticStatus(level=level, name=name, message=message, hardware_id=device,
+                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

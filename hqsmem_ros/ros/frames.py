@@ -1,0 +1,122 @@
+"""Frames waiting for the tracker, and the targets that wait for a frame. No ROS, thread-safe.
+
+The worker takes the newest frame that it has not taken yet; older frames it skips are dropped (and
+counted). Recent frames stay held in a small ring so that a TargetArray stamped with one of them can
+start on exactly that frame: if it has not been processed yet the worker takes it next (then the
+newer frames), otherwise the targets start on the next frame processed, as do zero-stamped and
+unknown-stamped targets. Received = processed + dropped + waiting, at every moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..core.types import Target
+
+
+@dataclass
+class HeldFrame:
+    seq: int  # arrival order (stamps need not be monotonic)
+    stamp_ns: int
+    header: Any  # the input's std_msgs/Header, published unchanged with the result
+    rgb: np.ndarray
+
+
+@dataclass
+class Job:
+    frame: HeldFrame
+    targets: list[Target] = field(default_factory=list)
+
+
+class FrameBuffer:
+    def __init__(self, ring_size: int):
+        self._cond = threading.Condition()
+        self._ring: deque[HeldFrame] = deque()
+        self._ring_size = ring_size
+        self._taken = -1  # seq of the last frame handed to the worker
+        self._for_frame: dict[int, list[Target]] = {}  # seq -> targets starting on that held frame
+        self._for_next: list[Target] = []
+        self.received = 0
+        self.dropped = 0
+
+    def push(self, stamp_ns: int, header: Any, rgb: np.ndarray) -> None:
+        with self._cond:
+            self._ring.append(HeldFrame(self.received, stamp_ns, header, rgb))
+            self.received += 1
+            if len(self._ring) > self._ring_size:
+                old = self._ring.popleft()
+                if old.seq > self._taken:  # never processed: its targets move on to the next frame
+                    self.dropped += 1
+                    self._for_next += self._for_frame.pop(old.seq, [])
+            self._cond.notify()
+
+    def shape_for(self, stamp_ns: int) -> tuple[int, int] | None:
+        """Size (H, W) of the frame targets with this stamp will most likely start on."""
+        with self._cond:
+            frame = self._find(stamp_ns) or (self._ring[-1] if self._ring else None)
+            return frame.rgb.shape[:2] if frame else None
+
+    def add_targets(self, stamp_ns: int, targets: list[Target]) -> str:
+        """Queue targets; returns where they start (for the log)."""
+        with self._cond:
+            frame = self._find(stamp_ns) if stamp_ns else None
+            if frame is not None and frame.seq > self._taken:
+                self._for_frame.setdefault(frame.seq, []).extend(targets)
+                where = "their frame (held, not processed yet)"
+            else:
+                self._for_next.extend(targets)
+                where = ("the next frame processed: " +
+                         ("zero stamp" if not stamp_ns else
+                          "their frame was already processed" if frame is not None else "no held frame has that stamp"))
+            self._cond.notify()
+            return where
+
+    def discard_targets(self, obj_ids: Iterable[int]) -> set[int]:
+        """Drop waiting targets with these ids; returns the ids that were waiting."""
+        ids = set(obj_ids)
+        with self._cond:
+            found = {t.obj_id for t in self._waiting() if t.obj_id in ids}
+            self._for_next = [t for t in self._for_next if t.obj_id not in ids]
+            for seq, targets in self._for_frame.items():
+                self._for_frame[seq] = [t for t in targets if t.obj_id not in ids]
+            return found
+
+    def waiting_ids(self) -> set[int]:
+        with self._cond:
+            return {t.obj_id for t in self._waiting()}
+
+    def clear(self, frames: bool = True) -> None:
+        """Forget waiting targets and, with ``frames``, the waiting frames (counted as dropped)."""
+        with self._cond:
+            self._for_next, self._for_frame = [], {}
+            if frames:
+                self.dropped += sum(f.seq > self._taken for f in self._ring)
+                self._taken = self.received - 1
+
+    def take(self, timeout: float) -> Job | None:
+        """The next job: the oldest untaken frame that targets are waiting for, else the newest."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ring and self._ring[-1].seq > self._taken, timeout):
+                return None
+            fresh = [f for f in self._ring if f.seq > self._taken]
+            chosen = next((f for f in fresh if self._for_frame.get(f.seq)), fresh[-1])
+            self.dropped += sum(f.seq < chosen.seq for f in fresh)
+            self._taken = chosen.seq
+            targets = self._for_frame.pop(chosen.seq, []) + self._for_next
+            self._for_next = []
+            return Job(chosen, targets)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _find(self, stamp_ns: int) -> HeldFrame | None:
+        return next((f for f in reversed(self._ring) if f.stamp_ns == stamp_ns), None)
+
+    def _waiting(self) -> list[Target]:
+        return self._for_next + [t for ts in self._for_frame.values() for t in ts]

@@ -1,0 +1,389 @@
+"""The ``hqsmem_tracker`` lifecycle node: a thin adapter around ``core.HQSMemTracker``.
+
+    configure   read and check the parameters, build the tracker (says which backend and why),
+                create publishers and services, start the worker thread
+    activate    subscribe to ``image`` (or ``image/compressed``) and ``targets``; publish
+    deactivate  unsubscribe, drop waiting frames; the tracker keeps its objects
+    cleanup     stop the worker, release the tracker
+
+The executor only converts and queues; the worker thread runs the tracker on the newest frame (see
+``frames.FrameBuffer``) and publishes exactly one ``tracks`` message per processed frame. Every tracker
+call (process, remove, reset, configure) holds ``self._lock``: the core tracker is not thread-safe.
+
+Degraded states:
+- a resolution change mid-stream resets the tracker (the objects' masks no longer fit); the node logs
+  it, counts it, and tracks targets sent for the new resolution;
+- ``fault_limit`` consecutive tracker faults reset the tracker and restart every object from its last
+  good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from ..core.factory import Settings, build_tracker
+from ..core.tracker import HQSMemTracker
+from ..core.types import Target
+from ..msg import TargetArray, TrackedObjectArray
+from ..srv import AddTargets, RemoveTargets
+from . import convert, params
+from .diagnostics import NodeStats
+from .frames import FrameBuffer, Job
+from .overlay import draw_overlay
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+REPEAT_LOG_PERIOD_S = 5.0
+
+
+class TrackerNode(LifecycleNode):
+    def __init__(self, *, tracker_factory: Callable[[Settings], tuple[HQSMemTracker, str]] = build_tracker,
+                 **node_kwargs):
+        super().__init__(params.NODE_NAME, **node_kwargs)
+        self._build_tracker = tracker_factory
+        self._specs = {spec.name: spec for spec in params.table()}
+        self._param_problems = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._lock = threading.Lock()
+        self._stats = NodeStats()
+        self._last_logged: dict[str, float] = {}
+        self.tracker: HQSMemTracker | None = None
+        self._shape: tuple[int, int] | None = None
+        self._last_good: dict[int, tuple[str, object]] = {}  # id -> (label, mask) of the last ok frame
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subscriptions: list = []
+        self._active = False
+
+    # -- parameters ------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict[str, str]:
+        """Declare the table; a bad override is kept as a problem that fails configure (not the constructor)."""
+        problems = {}
+        for spec in self._specs.values():
+            descriptor = params.descriptor(spec)
+            try:
+                self.declare_parameter(spec.name, spec.default, descriptor)
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                problems[spec.name] = str(exc)
+                self.declare_parameter(spec.name, spec.default, descriptor, ignore_override=True)
+        return problems
+
+    def _values(self) -> dict:
+        return {name: self.get_parameter(name).value for name in self._specs}
+
+    def _on_set_parameters(self, changed) -> SetParametersResult:
+        changes = {p.name: p.value for p in changed if p.name in self._specs}
+        if not changes:
+            return SetParametersResult(successful=True)
+        if self.tracker is not None:
+            fixed = [n for n in changes if not params.applies_at_run_time(self._specs[n])]
+            if fixed:
+                return SetParametersResult(successful=False, reason=(
+                    f"{', '.join(fixed)} cannot change while the node is configured (cleanup, set, configure)"))
+        problems = [p for name, value in changes.items() for p in [self._specs[name].check(value)] if p]
+        if problems:
+            return SetParametersResult(successful=False, reason="; ".join(problems))
+        for name in changes:
+            self._param_problems.pop(name, None)
+        if self.tracker is not None:  # configured: every other value is valid, so this cannot fail
+            node_config, settings = params.split({**self._values(), **changes})
+            with self._lock:
+                self.tracker.configure(settings.core)
+            self._config, self._settings = node_config, settings
+            self.get_logger().info("applied " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        return SetParametersResult(successful=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        problems = [f"{name}: {problem}" for name, problem in self._param_problems.items()]
+        try:
+            self._config, self._settings = params.split(self._values())
+        except ValueError as exc:
+            problems += str(exc).split("; ")
+        for problem in problems:
+            log.error(f"configure failed: parameter {problem}")
+        if problems:
+            return FAILURE
+        try:
+            self.tracker, backend_line = self._build_tracker(self._settings)
+        except Exception as exc:  # any backend may fail to build (weights, device): say so, stay unconfigured
+            log.error(f"configure failed: building the tracker (backend={self._settings.backend}): "
+                      f"{type(exc).__name__}: {exc}")
+            return FAILURE
+        log.info(backend_line)
+        self._backend_name = getattr(self.tracker.backend, "name", self._settings.backend)
+        self._device = str(getattr(self.tracker.backend, "device", "cpu"))
+        self._buffer = FrameBuffer(self._config.frame_ring_size)
+        self._shape, self._last_good = None, {}
+        self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
+        self._label_pub = self.create_lifecycle_publisher(Image, "tracks/label_image", OUTPUT_QOS)
+        self._overlay_pub = self.create_lifecycle_publisher(Image, "tracks/overlay", OUTPUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        services = MutuallyExclusiveCallbackGroup()  # may wait for a frame to finish; images go on meanwhile
+        self._services = [
+            self.create_service(AddTargets, "add_targets", self._on_add_targets, callback_group=services),
+            self.create_service(RemoveTargets, "remove_targets", self._on_remove_targets, callback_group=services),
+            self.create_service(Trigger, "reset", self._on_reset, callback_group=services),
+        ]
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="hqsmem_worker", daemon=True)
+        self._worker.start()
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        reliability = (ReliabilityPolicy.RELIABLE if self._config.image_reliability == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+                               durability=DurabilityPolicy.VOLATILE)
+        inputs = MutuallyExclusiveCallbackGroup()
+        if self._config.compressed:
+            # image_transport's naming: the remapped base topic + "/compressed".
+            topic = self.resolve_topic_name("image") + "/compressed"
+            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, image_qos,
+                                                 callback_group=inputs)
+        else:
+            image_sub = self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=inputs)
+        targets_sub = self.create_subscription(TargetArray, "targets", self._on_targets, OUTPUT_QOS,
+                                               callback_group=inputs)
+        self._subscriptions = [image_sub, targets_sub]
+        self._active = True
+        self.get_logger().info(f"active: tracking {image_sub.topic_name} ({self._config.image_reliability})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        for sub in self._subscriptions:
+            self.destroy_subscription(sub)
+        self._subscriptions = []
+        self._buffer.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self.on_deactivate(state)
+        self._release()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release()
+        return SUCCESS
+
+    def _release(self) -> None:
+        self._stop_worker()
+        if self.tracker is None:
+            return
+        for pub in (self._tracks_pub, self._label_pub, self._overlay_pub):
+            self.destroy_lifecycle_publisher(pub)
+        self.destroy_publisher(self._diag_pub)
+        self.destroy_timer(self._diag_timer)
+        for srv in self._services:
+            self.destroy_service(srv)
+        with self._lock:
+            self.tracker = None
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._stop.set()
+            self._buffer.wake()
+            self._worker.join()
+            self._worker = None
+
+    def start(self) -> bool:
+        """configure + activate (the executable's autostart); False if either fails."""
+        return self.trigger_configure() == SUCCESS and self.trigger_activate() == SUCCESS
+
+    def close(self) -> None:
+        self._stop_worker()
+        self.destroy_node()
+
+    # -- inputs (executor threads) ---------------------------------------------------------------
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        self._stats.image_in()
+        try:
+            rgb = convert.decode_compressed(msg) if self._config.compressed else convert.decode_image(msg)
+        except convert.InputError as exc:
+            self._reject(exc, "rejected image: ", throttle=True)
+            return
+        self._buffer.push(_stamp_ns(msg.header.stamp), msg.header, rgb)
+
+    def _on_targets(self, msg: TargetArray) -> None:
+        self._queue_targets(msg)
+
+    def _queue_targets(self, msg: TargetArray) -> tuple[list[int], list[str]]:
+        """Check and queue a TargetArray; returns the accepted ids and one line per rejected target."""
+        max_id = 255 if self._config.label_encoding == "mono8" else convert.MAX_ID
+        targets, errors = convert.targets_from_msg(msg, max_id)
+        stamp = _stamp_ns(msg.header.stamp)
+        shape = self._buffer.shape_for(stamp)
+        if shape is not None:
+            targets, more = convert.check_targets(targets, shape)
+            errors += more
+        for exc in errors:
+            self._reject(exc, "rejected ")
+        if targets:
+            where = self._buffer.add_targets(stamp, targets)
+            self.get_logger().info(f"targets {', '.join(str(t.obj_id) for t in targets)} "
+                                   f"(stamp {stamp * 1e-9:.9f}) start on {where}")
+        return [t.obj_id for t in targets], [str(e) for e in errors]
+
+    def _on_add_targets(self, request: AddTargets.Request, response: AddTargets.Response) -> AddTargets.Response:
+        if not self._active:
+            response.success, response.message = False, "node is not active"
+            return response
+        response.accepted_ids, response.rejections = self._queue_targets(request.targets)
+        response.success = not response.rejections
+        response.message = (f"accepted {len(response.accepted_ids)}, rejected {len(response.rejections)}")
+        return response
+
+    def _on_remove_targets(self, request: RemoveTargets.Request,
+                           response: RemoveTargets.Response) -> RemoveTargets.Response:
+        ids = list(dict.fromkeys(request.ids))
+        with self._lock:
+            waiting = self._buffer.discard_targets(ids)
+            tracked = [i for i in ids if i in self.tracker.object_ids]
+            self.tracker.remove(tracked)
+            for i in ids:
+                self._last_good.pop(i, None)
+        unknown = [i for i in ids if i not in waiting and i not in tracked]
+        for i in unknown:
+            self._reject(convert.InputError("unknown_id", f"id {i} is not tracked"), "rejected remove: ")
+        response.removed_ids = [i for i in ids if i not in unknown]
+        response.unknown_ids = unknown
+        response.success = not unknown
+        response.message = f"removed {len(response.removed_ids)}, unknown {len(unknown)}"
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            dropped = len(self.tracker.object_ids)
+            self._buffer.clear(frames=False)
+            self.tracker.reset()
+            self._last_good = {}
+        response.success, response.message = True, f"tracker reset: {dropped} objects dropped"
+        self.get_logger().info(response.message)
+        return response
+
+    def _reject(self, exc: convert.InputError, prefix: str, throttle: bool = False) -> None:
+        """Count a rejected input and log it. Throttled (images: a broken camera must not flood the log),
+        a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
+        self._stats.reject(exc.reason)
+        now = time.monotonic()
+        if throttle and now - self._last_logged.get(exc.reason, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
+            return
+        self._last_logged[exc.reason] = now
+        self.get_logger().warning(f"{prefix}{exc}")
+
+    # -- the worker ------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job = self._buffer.take(timeout=0.2)
+            if job is not None and not self._stop.is_set():
+                self._process(job)
+
+    def _process(self, job: Job) -> None:
+        rgb, header = job.frame.rgb, job.frame.header
+        log = self.get_logger()
+        start = time.perf_counter()
+        with self._lock:
+            tracker = self.tracker
+            shape = rgb.shape[:2]
+            if self._shape is not None and shape != self._shape:
+                dropped = tracker.object_ids
+                tracker.reset()
+                self._last_good = {}
+                self._stats.resolution_resets += 1
+                log.warning(f"resolution changed from {self._shape[1]}x{self._shape[0]} to {shape[1]}x{shape[0]}: "
+                            f"tracking reset, objects {dropped} dropped; send new targets")
+            self._shape = shape
+            targets, errors = convert.check_targets(job.targets, shape)
+            result = tracker.process(rgb, targets)
+            if result.ok:
+                self._last_good = {o.obj_id: (o.label, o.mask) for o in result.objects if o.present}
+            elif tracker.consecutive_faults >= self._config.fault_limit:
+                self._degrade(tracker, result.status)
+            else:
+                log.warning(f"tracker fault on frame {result.frame_index}: {result.status}", throttle_duration_sec=5.0)
+        for exc in errors:
+            self._reject(exc, "rejected ")
+        for line in result.rejected:
+            self._reject(convert.InputError("max_objects", line), "rejected ")
+        self._publish(result, rgb, header)
+        self._stats.frame_done(result, time.perf_counter() - start)
+
+    def _degrade(self, tracker: HQSMemTracker, status: str) -> None:
+        """Too many faults in a row: reset, and restart the objects from their last good masks."""
+        restart = [Target(oid, label, mask=mask) for oid, (label, mask) in self._last_good.items()]
+        self.get_logger().error(
+            f"{tracker.consecutive_faults} consecutive tracker faults (last: {status}): tracker reset; "
+            f"restarting objects {[t.obj_id for t in restart]} from their last good masks on the next frame")
+        tracker.reset()
+        self._last_good = {}
+        self._stats.fault_resets += 1
+        if restart:
+            self._buffer.add_targets(0, restart)
+
+    def _publish(self, result, rgb, header) -> None:
+        self._tracks_pub.publish(convert.result_to_msg(result, header))
+        if self._label_pub.get_subscription_count() > 0:
+            labels = convert.label_array(result, rgb.shape[:2], self._config.label_encoding)
+            self._label_pub.publish(convert.array_to_image(labels, self._config.label_encoding, header))
+        if self._overlay_pub.get_subscription_count() > 0:
+            self._overlay_pub.publish(convert.array_to_image(draw_overlay(rgb, result, self._config.overlay),
+                                                             "bgr8", header))
+
+    def _publish_diagnostics(self) -> None:
+        state = "active" if self._active else "inactive"
+        status = self._stats.status(f"{self.get_name()}: tracking", self._backend_name, self._device, state,
+                                    self._buffer.received, self._buffer.dropped)
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+
+def _stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node, rc = None, 0
+    try:
+        node = TrackerNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        if node.get_parameter("autostart").value and not node.start():
+            node.get_logger().error("autostart failed: the node did not reach the active state")
+            rc = 1
+        else:
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

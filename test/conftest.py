@@ -1,0 +1,30 @@
+"""Shared DDS fixtures: a private domain per run, one rclpy context and one probe node per test module."""
+
+import os
+import random
+import sys
+
+import pytest
+
+# Before rclpy starts: discovery stays on this machine, and a run never meets another run's nodes.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(20, 101)))  # 0..101: clear of ephemeral ports
+sys.path.insert(0, os.path.dirname(__file__))  # importlib import mode: let tests import dds_helpers
+
+
+@pytest.fixture(scope="module")
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture(scope="module")
+def probe(ros_context):
+    from dds_helpers import Probe
+    p = Probe(ros_context)
+    yield p
+    p.close()

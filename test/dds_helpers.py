@@ -1,0 +1,222 @@
+"""Helpers of the node tests: message builders, a probe node that publishes inputs and records every
+output (tracks, /rosout, /diagnostics), and an oracle backend for wiring tests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+
+
+def stamp_msg(ns: int):
+    from builtin_interfaces.msg import Time
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
+    from std_msgs.msg import Header
+    from hqsmem_ros.ros.convert import array_to_image
+    pixels = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
+    return array_to_image(pixels, encoding, Header(stamp=stamp_msg(stamp_ns), frame_id="camera"))
+
+
+def targets_msg(targets, stamp_ns: int):
+    """A TargetArray from core Targets (box and/or bool mask)."""
+    from std_msgs.msg import Header
+    from hqsmem_ros.msg import Target as TargetMsg, TargetArray
+    from hqsmem_ros.ros.convert import array_to_image
+    out = TargetArray(header=Header(stamp=stamp_msg(stamp_ns), frame_id="camera"))
+    for t in targets:
+        msg = TargetMsg(id=t.obj_id, label=t.label)
+        if t.box is not None:
+            msg.has_box = True
+            msg.x_min, msg.y_min, msg.x_max, msg.y_max = (float(v) for v in t.box)
+        if t.mask is not None:
+            msg.mask = array_to_image(np.asarray(t.mask, bool).astype(np.uint8) * 255, "mono8")
+        out.targets.append(msg)
+    return out
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def full_mask(obj, shape) -> np.ndarray:
+    """A TrackedObject's cropped mono8 mask placed back into a full-frame bool mask."""
+    from hqsmem_ros.ros.convert import image_to_array
+    out = np.zeros(shape, bool)
+    if obj.present:
+        r = obj.roi
+        out[r.y_offset:r.y_offset + r.height, r.x_offset:r.x_offset + r.width] = image_to_array(obj.mask) > 0
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+class Probe:
+    """A plain node on its own executor thread: publishes frames and targets, records outputs."""
+
+    def __init__(self, context, name: str = "probe"):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rcl_interfaces.msg import Log
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from hqsmem_ros.msg import TargetArray, TrackedObjectArray
+
+        self.node = Node(name, context=context)
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.tracks: list = []
+        self.logs: list[str] = []
+        self.diagnostics: list = []
+        self.lock = threading.Lock()
+        self.image_pub = self.node.create_publisher(Image, "image", reliable)
+        self.targets_pub = self.node.create_publisher(TargetArray, "targets", reliable)
+        self.node.create_subscription(TrackedObjectArray, "tracks", self._keep(self.tracks), reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), reliable)
+        rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(Log, "/rosout", lambda m: self._keep(self.logs)(m.msg), rosout_qos)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        from rclpy.executors import ExternalShutdownException
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _keep(self, into: list):
+        def callback(msg):
+            with self.lock:
+                into.append(msg)
+        return callback
+
+    def clear(self):
+        with self.lock:
+            self.tracks.clear()
+            self.logs.clear()
+            self.diagnostics.clear()
+
+    def connect(self, timeout: float = 10.0):
+        """Wait until the tracker subscribes to our inputs (publishing earlier loses messages)."""
+        wait_until(lambda: self.image_pub.get_subscription_count() > 0
+                   and self.targets_pub.get_subscription_count() > 0, timeout, "the tracker's subscriptions")
+
+    def publish_frame(self, rgb, stamp_ns, encoding="rgb8"):
+        self.image_pub.publish(image_msg(rgb, stamp_ns, encoding))
+
+    def send_targets(self, targets, stamp_ns: int):
+        """Publish a TargetArray and wait until the tracker has queued it (its log line)."""
+        self.targets_pub.publish(targets_msg(targets, stamp_ns))
+        self.wait_log(f"(stamp {stamp_ns * 1e-9:.9f}) start on")
+
+    def wait_tracks(self, n: int, timeout: float = 20.0):
+        return wait_until(lambda: len(self.tracks) >= n and list(self.tracks), timeout, f"{n} tracks messages")
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        def found():
+            with self.lock:
+                return next((line for line in self.logs if text in line), None)
+        return wait_until(found, timeout, f"a log line containing {text!r}")
+
+    def latest_diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
+        """Values of a diagnostics report published after this call."""
+        seen = len(self.diagnostics)
+        wait_until(lambda: len(self.diagnostics) > seen, timeout, "a diagnostics report")
+        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+
+    def call(self, service_type, name: str, request, timeout: float = 10.0):
+        client = self.node.create_client(service_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} did not appear"
+            future = client.call_async(request)
+            wait_until(future.done, timeout, f"the {name} response")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def frame_digest(rgb: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
+
+
+class OracleBackend:
+    """Test-only base model (backends/base.py protocol): answers each known frame with its ground truth.
+
+    Frames are recognised by content, so the node's wiring (stamps, masks, absence) is checked exactly;
+    an unknown frame raises, which is how tests make the tracker fault."""
+
+    name = "oracle"
+
+    def __init__(self, sequence):
+        self._truth = {}
+        for i in range(len(sequence)):
+            rgb, masks = sequence.frame(i)
+            self._truth[frame_digest(rgb)] = masks
+        self._ids: set[int] = set()
+        self._keys: set[int] = set()
+
+    def add_object(self, obj_id, frame, mask, key):
+        self._ids.add(obj_id)
+        self._keys.add(key)
+
+    def remove_object(self, obj_id):
+        self._ids.discard(obj_id)
+
+    def step(self, frame):
+        from hqsmem_ros.core.types import Prediction
+        masks = self._truth.get(frame_digest(frame))
+        if masks is None:
+            raise LookupError("the oracle does not know this frame")
+        return {oid: Prediction(np.asarray(masks[oid], bool), 1.0) for oid in self._ids}
+
+    def accept(self, masks):
+        pass
+
+    def embed(self, masks):
+        return np.ones(8)
+
+    def write_memory(self, key):
+        self._keys.add(key)
+
+    def evict_memory(self, key):
+        self._keys.discard(key)
+
+    def memory_keys(self):
+        return sorted(self._keys)
+
+    def memory_bytes(self):
+        return 0
+
+    def reset(self):
+        self._ids.clear()
+        self._keys.clear()
+
+
+def oracle_factory(sequence):
+    """A ``tracker_factory`` for TrackerNode that builds an HQSMemTracker on the oracle backend."""
+    from hqsmem_ros.core.tracker import HQSMemTracker
+    backend = OracleBackend(sequence)
+    return lambda settings: (HQSMemTracker(backend, settings.core), "backend oracle: test backend")

@@ -1,0 +1,203 @@
+"""ros/convert.py without DDS: every encoding round-trips, every malformed input names its problem."""
+
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from hqsmem_ros.core.types import FrameResult, ObjectResult, mask_box
+from hqsmem_ros.msg import Target as TargetMsg, TargetArray
+from hqsmem_ros.ros import convert
+from hqsmem_ros.ros.convert import InputError
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+
+
+def native(encoding: str, rgb: np.ndarray = RGB) -> np.ndarray:
+    """``rgb`` written in ``encoding``'s own layout, and the RGB the node should read back."""
+    return {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "8UC3": rgb[:, :, ::-1],
+            "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+            "bgra8": np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 7, np.uint8)]),
+            "mono8": rgb[:, :, 0], "8UC1": rgb[:, :, 0],
+            "mono16": rgb[:, :, 0].astype(np.uint16) * 256 + 3}[encoding]
+
+
+@pytest.mark.parametrize("encoding", list(convert.ENCODINGS))
+def test_every_encoding_round_trips_and_decodes_to_rgb(encoding):
+    pixels = native(encoding)
+    msg = convert.array_to_image(pixels, encoding, Header(frame_id="cam"))
+    assert (msg.height, msg.width, msg.encoding, msg.header.frame_id) == (6, 7, encoding, "cam")
+    back = convert.image_to_array(msg)
+    assert back.dtype == pixels.dtype and np.array_equal(back, pixels)
+    rgb = convert.decode_image(msg)
+    assert rgb.dtype == np.uint8 and rgb.shape == (6, 7, 3)
+    expected = np.repeat(RGB[:, :, :1], 3, axis=2) if pixels.ndim == 2 else RGB
+    assert np.array_equal(rgb, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(list(convert.ENCODINGS)), st.integers(1, 9), st.integers(1, 9), st.integers(0, 5),
+       st.booleans())
+def test_padded_rows_and_big_endian_data_read_back_exactly(encoding, h, w, pad, big):
+    pixels = native(encoding, RNG.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    if big and pixels.dtype == np.uint16:
+        pixels_be = pixels.astype(">u2")
+    else:
+        pixels_be, big = pixels, False
+    raw = np.ascontiguousarray(pixels_be).view(np.uint8).reshape(h, -1)
+    step = raw.shape[1] + pad
+    data = np.zeros((h, step), np.uint8)
+    data[:, :raw.shape[1]] = raw
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=big, step=step,
+                data=array.array("B", data.tobytes()))
+    assert np.array_equal(convert.image_to_array(msg), pixels)
+
+
+def image(**fields) -> Image:
+    msg = convert.array_to_image(RGB, "rgb8")
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    return msg
+
+
+@pytest.mark.parametrize("msg, reason, text", [
+    (image(encoding="yuv422"), "encoding", "encoding 'yuv422' is not supported (rgb8, bgr8, rgba8, bgra8, mono8, "
+                                           "mono16, 8UC1, 8UC3)"),
+    (image(step=20), "step", "step 20 is shorter than a rgb8 row of width 7 (21 bytes)"),
+    (image(data=array.array("B", bytes(100))), "data_size", "data is 100 bytes, expected step*height = 21*6 = 126"),
+    (image(width=0, step=0, data=array.array("B")), "empty_image", "image is empty (0x6)"),
+    (image(height=0, data=array.array("B")), "empty_image", "image is empty (7x0)"),
+])
+def test_malformed_images_raise_their_specific_error(msg, reason, text):
+    with pytest.raises(InputError) as err:
+        convert.decode_image(msg)
+    assert err.value.reason == reason and str(err.value) == text
+
+
+def test_compressed_images_decode_to_rgb_and_corrupt_ones_are_rejected():
+    for ext in (".png", ".jpg"):
+        data = cv2.imencode(ext, np.ascontiguousarray(RGB[:, :, ::-1]))[1].tobytes()
+        rgb = convert.decode_compressed(CompressedImage(format=ext[1:], data=data))
+        assert rgb.shape == RGB.shape and np.abs(rgb.astype(int) - RGB).mean() < (1 if ext == ".png" else 60)
+    with pytest.raises(InputError, match=r"compressed image \('jpeg', 5 bytes\) could not be decoded") as err:
+        convert.decode_compressed(CompressedImage(format="jpeg", data=b"\xff\xd8xyz"))
+    assert err.value.reason == "compressed"
+    with pytest.raises(InputError, match="has no data"):
+        convert.decode_compressed(CompressedImage(format="png"))
+
+
+def target_msg(oid, box=None, mask=None, encoding="mono8"):
+    msg = TargetMsg(id=oid, label=f"obj{oid}")
+    if box is not None:
+        msg.has_box = True
+        msg.x_min, msg.y_min, msg.x_max, msg.y_max = box
+    if mask is not None:
+        msg.mask = convert.array_to_image(mask.astype(np.uint8) * 255, encoding)
+    return msg
+
+
+def errors_of(*targets, shape=(6, 7), max_id=convert.MAX_ID):
+    ok, errors = convert.targets_from_msg(TargetArray(targets=list(targets)), max_id)
+    ok, more = convert.check_targets(ok, shape)
+    return ok, [(e.reason, str(e)) for e in errors + more]
+
+
+def test_valid_targets_pass_with_box_clipped_and_mask_as_bool():
+    mask = np.zeros((6, 7), bool)
+    mask[1:3, 2:5] = True
+    ok, errors = errors_of(target_msg(1, box=(-2.0, 0.5, 4.2, 9.0)), target_msg(2, mask=mask),
+                           target_msg(65535, box=(0.0, 0.0, 7.0, 6.0), mask=mask))
+    assert errors == []
+    assert [t.obj_id for t in ok] == [1, 2, 65535]
+    assert ok[0].box == (0, 0, 5, 6) and ok[0].mask is None and ok[0].label == "obj1"
+    assert ok[1].mask.dtype == bool and np.array_equal(ok[1].mask, mask) and ok[1].box is None
+
+
+@pytest.mark.parametrize("target, reason, text", [
+    (target_msg(1, box=(10.0, 10.0, 20.0, 20.0)), "box", "target 1: box (10.0, 10.0, 20.0, 20.0) lies outside the 7x6 image"),
+    (target_msg(1, box=(-9.0, -9.0, -1.0, -1.0)), "box", "lies outside"),
+    (target_msg(1, box=(float("nan"), 0.0, 3.0, 3.0)), "box", "target 1: box (nan, 0.0, 3.0, 3.0) has a non-finite coordinate"),
+    (target_msg(1, box=(3.0, 1.0, 3.0, 4.0)), "box", "has zero or negative area"),
+    (target_msg(1, box=(4.0, 1.0, 2.0, 4.0)), "box", "has zero or negative area"),
+    (target_msg(1, mask=np.zeros((6, 7), bool)), "mask", "target 1: mask is empty"),
+    (target_msg(1, mask=np.ones((3, 3), bool)), "mask", "target 1: mask is 3x3, image is 7x6"),
+    (target_msg(1, mask=np.ones((6, 7, 3), bool), encoding="rgb8"), "mask",
+     "target 1: mask encoding 'rgb8' is not supported (mono8, 8UC1)"),
+    (target_msg(1, box=(0.0, 0.0, 2.0, 2.0), mask=np.pad(np.ones((2, 2), bool), ((4, 0), (5, 0)))), "mask",
+     "target 1: mask and box do not overlap"),
+    (target_msg(1), "mask", "target 1: neither a box nor a mask"),
+    (target_msg(0, box=(0.0, 0.0, 2.0, 2.0)), "id_range", "target 0: id is outside 1..65535"),
+    (target_msg(65536, box=(0.0, 0.0, 2.0, 2.0)), "id_range", "target 65536: id is outside 1..65535"),
+    (target_msg(-3, box=(0.0, 0.0, 2.0, 2.0)), "id_range", "target -3: id is outside 1..65535"),
+])
+def test_each_malformed_target_gives_its_specific_error(target, reason, text):
+    ok, errors = errors_of(target)
+    assert ok == [] and len(errors) == 1
+    assert errors[0][0] == reason and text in errors[0][1]
+
+
+def test_mask_with_a_wrong_step_is_rejected_as_a_mask_problem():
+    bad = target_msg(1, mask=np.ones((6, 7), bool))
+    bad.mask.step = 3
+    assert errors_of(bad)[1] == [("mask", "target 1: mask step 3 is shorter than a mono8 row of width 7 (7 bytes)")]
+
+
+def test_duplicate_ids_in_one_message_are_all_rejected_and_mono8_limits_ids():
+    box = (0.0, 0.0, 2.0, 2.0)
+    ok, errors = errors_of(target_msg(4, box=box), target_msg(5, box=box), target_msg(4, box=box))
+    assert [t.obj_id for t in ok] == [5]
+    assert errors == [("duplicate_id", "target 4: id appears 2 times in one message")] * 2
+    ok, errors = errors_of(target_msg(256, box=box), max_id=255)
+    assert errors == [("id_range", "target 256: id is outside 1..255")]
+
+
+def result(*objects, ok=True, status="ok"):
+    return FrameResult(7, list(objects), ok=ok, status=status, memory_frames=3)
+
+
+def obj(oid, mask, label="x"):
+    present = bool(mask.any())
+    return ObjectResult(oid, label, present, 0.9 if present else 0.0, mask, mask_box(mask), refined=oid == 1)
+
+
+def test_results_become_tracks_with_cropped_masks_and_the_input_header():
+    m1 = np.zeros((6, 7), bool)
+    m1[1:4, 2:6] = True
+    m1[2, 3] = False
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 34
+    msg = convert.result_to_msg(result(obj(1, m1, "cup"), obj(2, np.zeros((6, 7), bool))), header)
+    assert msg.header == header and msg.frame_index == 7 and msg.ok and msg.memory_frames == 3
+    one, two = msg.objects
+    assert (one.id, one.label, one.present, one.refined) == (1, "cup", True, True)
+    assert abs(one.score - 0.9) < 1e-6
+    assert (one.roi.x_offset, one.roi.y_offset, one.roi.width, one.roi.height) == (2, 1, 4, 3)
+    assert one.mask.encoding == "mono8" and one.mask.header == header
+    assert np.array_equal(convert.image_to_array(one.mask), m1[1:4, 2:6].astype(np.uint8) * 255)
+    assert not two.present and two.mask.width == 0 and two.roi.width == 0 and two.score == 0.0
+
+
+def test_a_fault_result_says_so():
+    msg = convert.result_to_msg(result(ok=False, status="RuntimeError: boom"), Header())
+    assert not msg.ok and msg.status == "RuntimeError: boom"
+
+
+def test_label_image_holds_ids_in_mono16_and_mono8():
+    a = np.zeros((6, 7), bool)
+    a[:3] = True
+    b = np.zeros((6, 7), bool)
+    b[2:] = True
+    labels = convert.label_array(result(obj(300, a), obj(2, b), obj(5, np.zeros((6, 7), bool))), (6, 7), "mono16")
+    assert labels.dtype == np.uint16 and set(np.unique(labels)) == {2, 300}
+    assert (labels[2] == 300).all()  # overlaps: the higher id on top
+    small = convert.label_array(result(obj(2, b)), (6, 7), "mono8")
+    assert small.dtype == np.uint8 and (small[3] == 2).all() and (small[0] == 0).all()
+    msg = convert.array_to_image(labels, "mono16")
+    assert np.array_equal(convert.image_to_array(msg), labels)

@@ -1,0 +1,296 @@
+"""The node and a probe node in one process, over real DDS. The tracker runs on the oracle backend
+(dds_helpers.py), so every check on stamps, masks and absence is exact and fast."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from dds_helpers import full_mask, iou, oracle_factory, targets_msg, wait_until
+from hqsmem_ros.core.sequences import make_sequence
+from hqsmem_ros.core.types import Target
+from hqsmem_ros.ros.node import SUCCESS, TrackerNode
+from hqsmem_ros.srv import AddTargets, RemoveTargets
+from std_srvs.srv import Trigger
+
+SIZE = (120, 160)
+SEQ = make_sequence("exit_reentry", n_frames=60, size=SIZE, n_objects=2)
+NS = 1_000_000_000
+
+
+class Running:
+    """A TrackerNode spinning on its own multi-threaded executor (as in main())."""
+
+    count = 0
+
+    def __init__(self, context, overrides: dict, sequence=SEQ, start: bool = True):
+        from rclpy.executors import MultiThreadedExecutor
+        # A fresh node name per test: rcl's /rosout publisher is per name and a destroyed node's
+        # late finalisation would unregister the next one's.
+        Running.count += 1
+        self.node = TrackerNode(context=context, tracker_factory=oracle_factory(sequence),
+                                cli_args=["--ros-args", "-r", f"__node:=hqsmem_tracker_{Running.count}"],
+                                parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        if start:
+            assert self.node.start()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.close()
+
+
+@pytest.fixture
+def tracker(ros_context, probe):
+    started = []
+
+    def launch(sequence=SEQ, start=True, **overrides):
+        overrides = {"image_reliability": "reliable", **overrides}
+        started.append(Running(ros_context, overrides, sequence, start))
+        if start:
+            probe.connect()
+        return started[-1].node
+
+    probe.clear()
+    yield launch
+    for r in started:
+        r.close()
+
+
+def publish_sequence(probe, frames, targets_on=0):
+    """Publish frames one at a time, each waiting for its tracks message; the sequence's targets go
+    just before frame ``targets_on`` with its stamp (so they start on it)."""
+    for i in frames:
+        stamp = (i + 1) * NS // 10
+        if i == targets_on:
+            probe.send_targets(SEQ.targets(), stamp)
+        expected = len(probe.tracks) + 1
+        probe.publish_frame(SEQ.frame(i)[0], stamp)
+        probe.wait_tracks(expected)
+
+
+def test_tracks_follow_the_objects_with_the_input_stamps_and_report_absence(tracker, probe):
+    tracker()
+    publish_sequence(probe, list(range(60)))
+    tracks = probe.wait_tracks(60)
+    assert [t.header.stamp.sec * NS + t.header.stamp.nanosec for t in tracks] == [(i + 1) * NS // 10 for i in range(60)]
+    assert all(t.header.frame_id == "camera" and t.ok for t in tracks)
+    for i, msg in enumerate(tracks):
+        _, truth = SEQ.frame(i)
+        objects = {o.id: o for o in msg.objects}
+        assert set(objects) == {1, 2}
+        for oid, obj in objects.items():
+            visible = truth[oid].sum() >= 16
+            assert obj.present == visible, (i, oid)
+            if visible:
+                assert iou(full_mask(obj, SIZE), truth[oid]) > 0.99
+                assert obj.mask.encoding == "mono8" and obj.mask.width == obj.roi.width
+            else:
+                assert obj.mask.width == 0 and obj.roi.width == 0
+    assert not tracks[50].objects[0].present and tracks[10].objects[0].present  # object 1 leaves
+    assert [o.label for o in tracks[0].objects] == [t.label for t in SEQ.targets()]
+
+
+def test_every_frame_is_processed_or_dropped_and_each_processed_frame_yields_one_tracks(tracker, probe):
+    node = tracker()
+    probe.send_targets(SEQ.targets(), 0)
+    for i in range(40):  # a burst: faster than the worker, so some frames are dropped
+        probe.publish_frame(SEQ.frame(i % 20)[0], (i + 1) * NS // 100)
+    # The image subscription keeps one sample (sensor-data QoS): DDS may drop some before the node
+    # sees them; what the node receives is accounted for.
+    diag = wait_until(lambda: (d := probe.latest_diagnostics()) and d["frames_waiting"] == "0"
+                      and int(d["frames_received"]) > 0 and d, 15, "the queue to empty")
+    received, processed, dropped = (int(diag[k]) for k in ("frames_received", "frames_processed", "frames_dropped"))
+    assert processed + dropped == received and processed >= 1
+    wait_until(lambda: len(probe.tracks) == processed, 5, "one tracks message per processed frame")
+    assert len({(t.header.stamp.sec, t.header.stamp.nanosec) for t in probe.tracks}) == processed
+    for key in ("input_fps", "processed_fps", "memory_frames", "objects_present", "objects_absent",
+                "backend", "device", "latency_ms.total.p50", "latency_ms.base.p90"):
+        assert key in diag
+    assert diag["backend"] == "oracle" and diag["objects_present"] == "2"
+    assert node.tracker.frame_index == processed
+
+
+@pytest.mark.parametrize("mutate, log", [
+    (lambda m: setattr(m, "encoding", "yuv422"), "rejected image: encoding 'yuv422' is not supported (rgb8, bgr8"),
+    (lambda m: setattr(m, "step", 3), "rejected image: step 3 is shorter than a rgb8 row"),
+    (lambda m: setattr(m, "data", m.data[:-7]), "rejected image: data is"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b"")), "rejected image: image is empty"),
+])
+def test_malformed_images_are_rejected_with_their_reason_and_tracking_goes_on(tracker, probe, mutate, log):
+    from dds_helpers import image_msg
+    tracker()
+    publish_sequence(probe, [0, 1])
+    bad = image_msg(SEQ.frame(2)[0], 99 * NS)
+    mutate(bad)
+    probe.image_pub.publish(bad)
+    probe.wait_log(log)
+    publish_sequence(probe, [2, 3], targets_on=-1)
+    assert len(probe.tracks) == 4 and probe.tracks[-1].objects[0].present
+
+
+def test_malformed_targets_are_rejected_one_by_one(tracker, probe):
+    tracker(label_encoding="mono8")
+    publish_sequence(probe, [0], targets_on=-1)
+    stamp = probe.tracks[0].header.stamp.sec * NS + probe.tracks[0].header.stamp.nanosec
+    good = SEQ.targets()[0]
+    wrong_mask = np.zeros((10, 10), bool)
+    wrong_mask[2:5, 2:5] = True
+    bad = [
+        Target(2, box=(-50.0, -50.0, -10.0, -10.0)),
+        Target(3, box=(float("nan"), 0.0, 10.0, 10.0)),
+        Target(4, box=(10.0, 10.0, 10.0, 30.0)),
+        Target(5, mask=np.zeros(SIZE, bool)),
+        Target(6, mask=wrong_mask),
+        Target(7, box=(1.0, 1.0, 20.0, 20.0)), Target(7, box=(1.0, 1.0, 20.0, 20.0)),
+        Target(300, box=(1.0, 1.0, 20.0, 20.0)),
+        Target(0, box=(1.0, 1.0, 20.0, 20.0)),
+    ]
+    response = probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg([good] + bad, stamp)))
+    assert not response.success and list(response.accepted_ids) == [1]
+    expected = ["target 2: box", "lies outside the 160x120 image", "target 3: box", "non-finite",
+                "target 4: box", "zero or negative area", "target 5: mask is empty", "target 6: mask is 10x10, image is 160x120",
+                "target 7: id appears 2 times in one message", "target 300: id is outside 1..255",
+                "target 0: id is outside 1..255"]
+    text = "\n".join(response.rejections)
+    for piece in expected:
+        assert piece in text
+    assert len(response.rejections) == 9
+    probe.wait_log("rejected target 6: mask is 10x10")
+    publish_sequence(probe, [1, 2], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1]
+    diag = probe.latest_diagnostics()
+    assert diag["rejected.box"] == "3" and diag["rejected.mask"] == "2" and diag["rejected.id_range"] == "2"
+
+
+def test_services_add_remove_readd_and_reset(tracker, probe):
+    tracker()
+    publish_sequence(probe, [0], targets_on=-1)
+    one, two = SEQ.targets()
+    assert probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg([one, two], 0))).success
+    publish_sequence(probe, [1], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
+
+    response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=[2, 9]))
+    assert not response.success and list(response.removed_ids) == [2] and list(response.unknown_ids) == [9]
+    probe.wait_log("rejected remove: id 9 is not tracked")
+    publish_sequence(probe, [2], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1]
+
+    readd = Target(2, "again", mask=SEQ.frame(3)[1][2])
+    assert probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg([readd], 0))).success
+    publish_sequence(probe, [3], targets_on=-1)
+    objects = {o.id: o for o in probe.tracks[-1].objects}
+    assert objects[2].label == "again" and iou(full_mask(objects[2], SIZE), SEQ.frame(3)[1][2]) > 0.99
+
+    assert probe.call(Trigger, "reset", Trigger.Request()).success
+    publish_sequence(probe, [4], targets_on=-1)
+    assert list(probe.tracks[-1].objects) == [] and probe.tracks[-1].frame_index == 0
+
+
+def test_a_target_stamped_with_a_held_frame_starts_on_that_frame(tracker, probe):
+    node = tracker()
+    with node._lock:  # hold the worker (busy with frame 0) so that frames 1..3 wait; name frame 1
+        for i in range(4):  # one by one: the image subscription keeps one sample
+            probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS)
+            wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} held")
+        probe.targets_pub.publish(targets_msg(SEQ.targets(), 2 * NS))
+        probe.wait_log("(stamp 2.000000000) start on their frame (held, not processed yet)")
+    wait_until(lambda: probe.tracks and probe.tracks[-1].header.stamp.sec == 4, 5, "the newest frame's tracks")
+    by_stamp = {t.header.stamp.sec: t for t in probe.tracks}
+    assert [o.id for o in by_stamp[2].objects] == [1, 2]  # started on the frame the targets named,
+    assert 3 not in by_stamp  # then the newest frame: frame 2 was dropped
+    assert iou(full_mask(by_stamp[2].objects[0], SIZE), SEQ.targets()[0].mask) > 0.99  # the given mask
+
+
+def test_dynamic_parameters_apply_and_fixed_ones_are_refused_with_a_reason(tracker, probe):
+    node = tracker()
+    result = node.set_parameters([Parameter("tracker.min_area", value=100)])[0]
+    assert result.successful and node.tracker.config.tracker.min_area == 100
+    result = node.set_parameters([Parameter("memory.capacity", value=3)])[0]
+    assert result.successful and node.tracker.config.memory.capacity == 3
+    result = node.set_parameters([Parameter("backend", value="cpu")])[0]
+    assert not result.successful and "backend cannot change while the node is configured" in result.reason
+    result = node.set_parameters([Parameter("memory.capacity", value=100000)])[0]
+    assert not result.successful
+    result = node.set_parameters([Parameter("autostart", value=False)])[0]
+    assert not result.successful and "read-only" in result.reason
+    assert node.get_parameter("backend").value == "auto"
+
+
+def test_a_bad_parameter_fails_configure_with_a_specific_message(tracker, probe):
+    node = tracker(start=False, **{"memory.capacity": 100000, "image_reliability": "sometimes"})
+    assert node.trigger_configure() != SUCCESS
+    probe.wait_log("configure failed: parameter memory.capacity")
+    probe.wait_log("configure failed: parameter image_reliability")
+    assert node.set_parameters([Parameter("memory.capacity", value=4),
+                                Parameter("image_reliability", value="reliable")])[0].successful
+    assert node.trigger_configure() == SUCCESS and node.tracker.config.memory.capacity == 4
+
+
+def test_faults_are_published_and_too_many_reset_and_restart_from_the_last_good_masks(tracker, probe):
+    tracker(fault_limit=3)
+    publish_sequence(probe, [0, 1])
+    noise = np.random.default_rng(0).integers(0, 255, (*SIZE, 3), dtype=np.uint8)
+    for k in range(3):  # frames the oracle backend does not know: the tracker faults
+        probe.publish_frame(noise, (10 + k) * NS)
+        probe.wait_tracks(3 + k)
+    faulted = probe.tracks[2:5]
+    assert all(not t.ok and "LookupError" in t.status for t in faulted)
+    assert all(not o.present for t in faulted for o in t.objects)
+    probe.wait_log("3 consecutive tracker faults")
+    probe.wait_log("restarting objects [1, 2] from their last good masks")
+    publish_sequence(probe, [2], targets_on=-1)
+    assert probe.tracks[-1].ok and [o.id for o in probe.tracks[-1].objects] == [1, 2]
+    assert probe.latest_diagnostics()["fault_resets"] == "1"
+
+
+def test_a_resolution_change_resets_tracking(tracker, probe):
+    small = make_sequence("translation", n_frames=2, size=(60, 80), n_objects=1)
+    tracker()
+    publish_sequence(probe, [0, 1])
+    probe.publish_frame(small.frame(0)[0], 50 * NS)
+    probe.wait_log("resolution changed from 160x120 to 80x60: tracking reset")
+    tracks = probe.wait_tracks(3)
+    assert list(tracks[-1].objects) == []
+    assert probe.latest_diagnostics()["resolution_resets"] == "1"
+
+
+def test_lifecycle_deactivate_stops_processing_and_cleanup_releases_the_tracker(tracker, probe):
+    node = tracker()
+    publish_sequence(probe, [0, 1])
+    assert node.trigger_deactivate() == SUCCESS
+    wait_until(lambda: probe.image_pub.get_subscription_count() == 0, 5, "the image subscription to go")
+    assert node.trigger_cleanup() == SUCCESS and node.tracker is None
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    probe.connect()
+    publish_sequence(probe, [0], targets_on=0)
+    assert probe.tracks[-1].frame_index == 0
+
+
+def test_overlay_and_label_image_are_published_to_subscribers(tracker, probe):
+    from sensor_msgs.msg import Image
+    from hqsmem_ros.ros.convert import image_to_array
+    tracker()
+    got = {"tracks/overlay": [], "tracks/label_image": []}
+    subs = [probe.node.create_subscription(Image, topic, into.append, 10) for topic, into in got.items()]
+    try:
+        wait_until(lambda: probe.node.count_publishers("tracks/overlay") and
+                   all(probe.node.count_subscribers(t) for t in got), 5, "output subscriptions")
+        publish_sequence(probe, [0])
+        wait_until(lambda: all(got.values()), 5, "overlay and label image")
+        overlay, labels = got["tracks/overlay"][0], got["tracks/label_image"][0]
+        assert overlay.encoding == "bgr8" and labels.encoding == "mono16"
+        truth = SEQ.frame(0)[1]
+        label_px = image_to_array(labels)
+        assert (label_px == 1).sum() == truth[1].sum() and set(np.unique(label_px)) == {0, 1, 2}
+        assert overlay.header.stamp == probe.tracks[0].header.stamp
+    finally:
+        for s in subs:
+            probe.node.destroy_subscription(s)
