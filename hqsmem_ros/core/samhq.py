@@ -1,0 +1,98 @@
+"""SAM-HQ box-prompted proposals: the refiner's ``Proposer`` (hqsmem-method.md, step 2).
+
+Per frame the image encoder runs once; all objects' boxes go through the prompt encoder and the HQ
+mask decoder as one batch. The decoder's ``forward`` keeps only one mask (best SAM mask + HQ
+correction), so its ``predict_masks`` is called directly to get every candidate: the 3 SAM multimask
+outputs and the HQ mask, best first by predicted IoU (the HQ mask refines the best SAM mask, so it
+takes that mask's score and comes first).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .device import Runtime
+from .types import Box
+from .weights import load_into, read_state_dict
+
+SAM_MODELS = ("vit_tiny", "vit_b", "vit_l", "vit_h")
+# Light HQ-SAM's TinyViT keeps an ImageNet classifier head that SAM never runs: files may or may not hold it.
+TINYVIT_HEAD = ("image_encoder.head.", "image_encoder.norm_head.")
+
+
+def build_sam_hq(name: str, weights: Path | None, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The SAM-HQ model ``name``; its state dict read here with ``map_location`` (the package's own
+    loader does not pass one, so a GPU-saved file fails on a CPU machine). Random when ``weights`` is None."""
+    with warnings.catch_warnings():  # it re-registers timm's tiny_vit models under the same names
+        warnings.simplefilter("ignore")
+        from segment_anything_hq import sam_model_registry
+
+    if name not in SAM_MODELS:
+        raise ValueError(f"sam model must be one of {', '.join(SAM_MODELS)}, got {name!r}")
+    model = sam_model_registry[name]()
+    if weights is not None:
+        load_into(model, read_state_dict(name, weights, map_location=device), name, weights,
+                  ignore=lambda key: key.startswith(TINYVIT_HEAD))
+    return model.eval().requires_grad_(False)
+
+
+class SamHQProposer:
+    """``Proposer`` (refine.py) on segment-anything-hq."""
+
+    def __init__(self, model: torch.nn.Module, runtime: Runtime):
+        from segment_anything_hq.utils.transforms import ResizeLongestSide
+
+        self.model = model.to(runtime.device)
+        self.runtime = runtime
+        self.resize = ResizeLongestSide(model.image_encoder.img_size)
+        self._frame_id = -1
+        self._encoded = None
+
+    @torch.inference_mode()
+    def encode(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(image embedding, early ViT feature, resized input size) of the frame, computed once per frame."""
+        rgb = self.runtime.upload(frame)
+        if self.runtime.frame_id != self._frame_id:
+            image = self.resize.apply_image_torch(rgb)
+            with self.runtime.autocast():
+                features, interm = self.model.image_encoder(self.model.preprocess(image))
+            self._frame_id, self._encoded = self.runtime.frame_id, (features, interm[0], tuple(image.shape[-2:]))
+        return self._encoded
+
+    @torch.inference_mode()
+    def decode(self, encoded, boxes: np.ndarray, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 4, H, W) bool candidate masks, HQ first then the SAM masks by predicted IoU, and their
+        (N, 4) scores, for ``boxes`` (N, 4) in frame pixels."""
+        features, interm, input_size = encoded
+        model, decoder = self.model, self.model.mask_decoder
+        box_t = self.resize.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float32,
+                                                              device=self.runtime.device), shape)
+        with self.runtime.autocast():
+            sparse, dense = model.prompt_encoder(points=None, boxes=box_t, masks=None)
+            hq_features = decoder.embedding_encoder(features) + decoder.compress_vit_feat(interm.permute(0, 3, 1, 2))
+            # masks: [single-mask SAM, 3 multimask SAM, HQ token]; iou: the first four.
+            logits, iou = decoder.predict_masks(features, model.prompt_encoder.get_dense_pe(), sparse, dense,
+                                                hq_features)
+        logits, iou = logits.float(), iou.float()
+        multi, multi_iou = logits[:, 1:4], iou[:, 1:4]
+        order = multi_iou.argsort(dim=1, descending=True)
+        multi = multi.gather(1, order[:, :, None, None].expand_as(multi))
+        multi_iou = multi_iou.gather(1, order)
+        hq = multi[:, :1] + logits[:, 4:5]  # what SAM-HQ itself outputs: best SAM mask + HQ correction
+        candidates = torch.cat([hq, multi], dim=1)
+        scores = torch.cat([multi_iou[:, :1], multi_iou], dim=1)
+        masks = model.postprocess_masks(candidates, input_size, shape) > model.mask_threshold
+        return masks, scores
+
+    def propose(self, frame: np.ndarray, boxes: dict[int, Box]) -> dict[int, list[np.ndarray]]:
+        if not boxes:
+            return {}
+        ids = list(boxes)
+        shape = frame.shape[:2]
+        masks, _ = self.decode(self.encode(frame), np.array([boxes[i] for i in ids], np.float32), shape)
+        masks = masks.cpu().numpy()  # one device-to-host copy for every candidate of every object
+        return {oid: [m for m in masks[i] if m.any()] for i, oid in enumerate(ids)}

@@ -1,0 +1,97 @@
+"""Fetch the GPU pipeline's checkpoints, or write random-initialised stand-ins in the official formats.
+
+    ros2 run hqsmem_ros weights                       # the default pipeline's three files
+    ros2 run hqsmem_ros weights --models r50_deaotl vit_b --dir /data/weights
+    ros2 run hqsmem_ros weights --list
+    python -m hqsmem_ros.tools.weights --make-random --dir /tmp/w   # offline tests and smoke runs
+
+Random files load through exactly the node's code path but track nothing: they exist so the pipeline
+can be built, timed and tested where the real weights cannot be downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..core.backends.deaot import GpuPipelineConfig, build_deaot
+from ..core.dino import build_dino
+from ..core.samhq import build_sam_hq
+from ..core.weights import CHECKPOINTS, Checkpoint, WeightsError, default_dir, download, sha256
+
+_DEFAULT = GpuPipelineConfig()
+DEFAULT_MODELS = (_DEFAULT.model, _DEFAULT.sam_model, _DEFAULT.dino_model)
+
+
+def random_state(checkpoint: Checkpoint) -> dict:
+    """A random-initialised model of ``checkpoint``'s kind, as its official file stores it."""
+    if checkpoint.kind == "deaot":
+        return {"state_dict": build_deaot(checkpoint.model, None).state_dict()}  # model-zoo layout
+    if checkpoint.kind == "samhq":
+        return build_sam_hq(checkpoint.model, None).state_dict()
+    return build_dino(checkpoint.model, None).state_dict()  # DINO releases: the bare backbone's state dict
+
+
+def write_random(checkpoint: Checkpoint, directory: Path, seed: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    target = directory / checkpoint.filename
+    torch.save(random_state(checkpoint), target)
+    return target
+
+
+def ensure_random(directory: Path, models: tuple[str, ...] = DEFAULT_MODELS) -> Path:
+    """``directory`` holding random checkpoints for ``models`` (written once; reused when present)."""
+    for model in models:
+        if not (directory / CHECKPOINTS[model].filename).is_file():
+            write_random(CHECKPOINTS[model], directory)
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=None, help=f"target folder (default {default_dir()})")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help=f"models to fetch, or 'all' (default: {' '.join(DEFAULT_MODELS)}); known: "
+                             f"{', '.join(CHECKPOINTS)}")
+    parser.add_argument("--force", action="store_true", help="replace files that are already there")
+    parser.add_argument("--make-random", action="store_true",
+                        help="write random-initialised checkpoints in the official formats instead of downloading")
+    parser.add_argument("--list", action="store_true", help="list the known checkpoints and which are present")
+    args = parser.parse_args(argv)
+    directory = args.dir or default_dir()
+    models = list(CHECKPOINTS) if args.models == ["all"] else args.models
+    unknown = [m for m in models if m not in CHECKPOINTS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CHECKPOINTS)}")
+
+    if args.list:
+        for c in CHECKPOINTS.values():
+            path = directory / c.filename
+            print(f"{c.model:34s} {c.kind:6s} {'present' if path.is_file() else 'missing':8s} {path}")
+        return 0
+
+    failed = []
+    for model in models:
+        checkpoint = CHECKPOINTS[model]
+        target = directory / checkpoint.filename
+        if target.is_file() and not args.force:
+            print(f"{model}: {target} is already there (--force replaces it)")
+            continue
+        try:
+            if args.make_random:
+                print(f"{model}: wrote random weights to {write_random(checkpoint, directory)}")
+            else:
+                path = download(checkpoint, directory)
+                print(f"{model}: {path} sha256 {sha256(path)}")
+        except (OSError, WeightsError) as exc:
+            failed.append(model)
+            print(f"{model}: failed: {exc}; download {checkpoint.url} by hand to {target}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
