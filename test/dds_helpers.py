@@ -11,7 +11,6 @@ from typing import Callable
 import numpy as np
 
 
-
 def stamp_msg(ns: int):
     from builtin_interfaces.msg import Time
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
@@ -27,18 +26,8 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8"):
 def targets_msg(targets, stamp_ns: int):
     """A TargetArray from core Targets (box and/or bool mask)."""
     from std_msgs.msg import Header
-    from hqsmem_ros.msg import Target as TargetMsg, TargetArray
-    from hqsmem_ros.ros.convert import array_to_image
-    out = TargetArray(header=Header(stamp=stamp_msg(stamp_ns), frame_id="camera"))
-    for t in targets:
-        msg = TargetMsg(id=t.obj_id, label=t.label)
-        if t.box is not None:
-            msg.has_box = True
-            msg.x_min, msg.y_min, msg.x_max, msg.y_max = (float(v) for v in t.box)
-        if t.mask is not None:
-            msg.mask = array_to_image(np.asarray(t.mask, bool).astype(np.uint8) * 255, "mono8")
-        out.targets.append(msg)
-    return out
+    from hqsmem_ros.ros.convert import targets_to_msg
+    return targets_to_msg(targets, Header(stamp=stamp_msg(stamp_ns), frame_id="camera"))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):

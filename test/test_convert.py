@@ -81,6 +81,33 @@ def test_malformed_images_raise_their_specific_error(msg, reason, text):
     assert err.value.reason == reason and str(err.value) == text
 
 
+# sensor_msgs/image_encodings.hpp names the node does not read, and spellings that are not encodings.
+UNSUPPORTED = ["rgb16", "bgr16", "rgba16", "bgra16", "8UC2", "8UC4", "8SC1", "16UC1", "16SC1", "32SC1", "32FC1",
+               "32FC3", "64FC1", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8", "bayer_rggb16",
+               "yuv422", "UYVY", "YUYV", "yuv422_yuy2", "nv21", "nv24", "", "RGB8", "rgb8 "]
+
+
+@pytest.mark.parametrize("encoding", UNSUPPORTED)
+def test_every_unsupported_encoding_is_rejected_by_name(encoding):
+    with pytest.raises(InputError, match=f"encoding '{encoding}' is not supported") as err:
+        convert.decode_image(image(encoding=encoding))
+    assert err.value.reason == "encoding"
+
+
+@pytest.mark.parametrize("stamp, last, outcome", [
+    (5, None, False), (6, 5, False), (0, 5, False), (7, 0, False),
+    (5, 5, "duplicate_stamp"), (4, 5, "old_stamp"), (5 * 10**9 - 10**9, 5 * 10**9, "old_stamp"),
+    (5 * 10**9 - 10**9 - 1, 5 * 10**9, True),
+])
+def test_image_stamps_must_increase_unless_zero_or_the_clock_restarted(stamp, last, outcome):
+    if isinstance(outcome, str):
+        with pytest.raises(InputError) as err:
+            convert.check_stamp(stamp, last)
+        assert err.value.reason == outcome
+    else:
+        assert convert.check_stamp(stamp, last) is outcome
+
+
 def test_compressed_images_decode_to_rgb_and_corrupt_ones_are_rejected():
     for ext in (".png", ".jpg"):
         data = cv2.imencode(ext, np.ascontiguousarray(RGB[:, :, ::-1]))[1].tobytes()

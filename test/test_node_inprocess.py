@@ -294,3 +294,99 @@ def test_overlay_and_label_image_are_published_to_subscribers(tracker, probe):
     finally:
         for s in subs:
             probe.node.destroy_subscription(s)
+
+
+def test_duplicate_and_older_stamps_are_rejected_and_a_restarted_clock_is_accepted(tracker, probe):
+    tracker()
+    probe.send_targets(SEQ.targets(), 0)
+
+    def publish(i, stamp_ns, processed: bool):
+        expected = len(probe.tracks) + processed
+        probe.publish_frame(SEQ.frame(i)[0], stamp_ns)
+        return probe.wait_tracks(expected)[-1] if processed else None
+
+    publish(0, 20 * NS, True)
+    publish(1, 20 * NS, False)
+    probe.wait_log("rejected image: stamp 20.000000000 repeats the last accepted image's")
+    publish(1, 19 * NS + NS // 2, False)
+    probe.wait_log("rejected image: stamp 19.500000000 is older than the last accepted image's (20.000000000)")
+    publish(1, 20 * NS + NS // 10, True)
+    publish(2, 3 * NS, True)  # 17 s back: a bag loop, not reordering
+    probe.wait_log("image stamp jumped back from 20.100000000 to 3.000000000")
+    publish(3, 0, True)  # unstamped images are never out of order
+    last = publish(4, 0, True)
+    assert len(probe.tracks) == 5 and [o.present for o in last.objects] == [True, True]
+    diag = probe.latest_diagnostics()
+    assert (diag["rejected.duplicate_stamp"], diag["rejected.old_stamp"], diag["stamp_jumps_back"]) == ("1", "1", "1")
+    assert int(diag["frames_received"]) == 7 and diag["frames_processed"] == "5"
+
+
+def test_a_flood_of_images_stays_bounded_and_every_drop_is_counted(tracker, probe):
+    node = tracker(frame_ring_size=4)
+    probe.send_targets(SEQ.targets(), 0)
+    sent = 30
+    with node._lock:  # the worker is stuck on its first frame: everything else floods the buffer
+        for i in range(sent):  # one by one: the image subscription keeps one sample
+            probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS // 100)
+            wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} received")
+            assert len(node._buffer._ring) <= 4
+        assert node._buffer.dropped >= sent - 4 - 1
+    diag = wait_until(lambda: (d := probe.latest_diagnostics()) and d["frames_waiting"] == "0" and d, 10,
+                      "the buffer to drain")
+    received, processed, dropped = (int(diag[k]) for k in ("frames_received", "frames_processed", "frames_dropped"))
+    assert received == sent and processed + dropped == sent and processed <= 4 + 1
+    wait_until(lambda: len(probe.tracks) == processed, 5, "one tracks message per processed frame")
+    assert probe.tracks[-1].header.stamp.nanosec == sent * NS // 100  # the newest frame is processed last
+
+
+def test_a_target_for_a_tracked_id_re_initialises_that_object(tracker, probe):
+    tracker()
+    publish_sequence(probe, [0, 1])
+    again = Target(1, "moved", mask=SEQ.frame(2)[1][2])  # object 1 now follows object 2's region
+    assert probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg([again], 0))).success
+    publish_sequence(probe, [2], targets_on=-1)
+    objects = {o.id: o for o in probe.tracks[-1].objects}
+    assert set(objects) == {1, 2} and objects[1].label == "moved"
+    assert iou(full_mask(objects[1], SIZE), SEQ.frame(2)[1][2]) > 0.99
+
+
+def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
+    """SIGINT/SIGTERM shut the context down while the worker may be mid-frame: its publish then fails,
+    and the worker must end without a traceback (main() cleans up)."""
+    import rclpy
+    from rclpy.context import Context
+    from dds_helpers import image_msg
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    context = Context()
+    rclpy.init(context=context)
+    running = Running(context, {"image_reliability": "reliable"})
+    node = running.node
+    probe.connect()
+    with node._lock:  # the worker takes the frame and waits here
+        probe.image_pub.publish(image_msg(SEQ.frame(0)[0], NS))
+        wait_until(lambda: node._buffer.received == 1, 5, "the frame")
+        rclpy.try_shutdown(context=context)
+    wait_until(lambda: not node._worker.is_alive(), 5, "the worker to end")
+    running.close()
+    assert thread_errors == []
+
+
+def test_an_error_outside_the_tracker_is_logged_and_the_next_frame_goes_on(tracker, probe, monkeypatch):
+    from hqsmem_ros.ros import convert
+    node = tracker()
+    publish_sequence(probe, [0])
+    real, calls = convert.result_to_msg, []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("cannot build tracks")
+        return real(*args)
+
+    monkeypatch.setattr(convert, "result_to_msg", fails_once)
+    probe.publish_frame(SEQ.frame(1)[0], 5 * NS)
+    probe.wait_log("failed outside the tracker: RuntimeError: cannot build tracks")
+    publish_sequence(probe, [2], targets_on=-1)
+    assert len(probe.tracks) == 2 and node._worker.is_alive()
+    assert probe.latest_diagnostics()["frames_processed"] == "3"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 from collections import Counter
+from typing import Collection, Iterable
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from std_msgs.msg import Header
 
 from ..core.tracker import TargetError, check_target
 from ..core.types import FrameResult, Target
-from ..msg import TargetArray, TrackedObject, TrackedObjectArray
+from ..msg import Target as TargetMsg, TargetArray, TrackedObject, TrackedObjectArray
 
 # encoding -> (channels, dtype). 8UC1/8UC3 carry no colour order: read as mono8/bgr8 (OpenCV's default).
 ENCODINGS: dict[str, tuple[int, type]] = {
@@ -97,6 +98,28 @@ def decode_compressed(msg: CompressedImage) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+# -- stamps ------------------------------------------------------------------------------------------
+STAMP_JUMP_BACK_S = 1.0  # further back than this is a restarted clock (bag loop, simulation reset), not reordering
+
+
+def check_stamp(stamp_ns: int, last_ns: int | None) -> bool:
+    """Order of an image stamp against the last accepted image's (``last_ns``; None: none yet).
+
+    Raises ``duplicate_stamp`` for an equal stamp and ``old_stamp`` for an older one up to
+    STAMP_JUMP_BACK_S back: the tracker steps forward in time, and a frame it has seen or one from
+    its past would corrupt the propagation. Returns True for a jump back further than that (the
+    clock restarted: the image is accepted and ordering restarts from it). Zero stamps (sources
+    that stamp nothing) always pass."""
+    if stamp_ns == 0 or last_ns is None or stamp_ns > last_ns:
+        return False
+    if stamp_ns == last_ns:
+        raise InputError("duplicate_stamp", f"stamp {stamp_ns * 1e-9:.9f} repeats the last accepted image's")
+    if last_ns - stamp_ns <= STAMP_JUMP_BACK_S * 1e9:
+        raise InputError("old_stamp", f"stamp {stamp_ns * 1e-9:.9f} is older than the last accepted image's "
+                                      f"({last_ns * 1e-9:.9f})")
+    return True
+
+
 # -- targets -----------------------------------------------------------------------------------------
 def targets_from_msg(msg: TargetArray, max_id: int = MAX_ID) -> tuple[list[Target], list[InputError]]:
     """Targets of one message that pass the checks that need no image; one error per rejected target."""
@@ -121,6 +144,20 @@ def targets_from_msg(msg: TargetArray, max_id: int = MAX_ID) -> tuple[list[Targe
     return targets, errors
 
 
+def targets_to_msg(targets: list[Target], header: Header | None = None) -> TargetArray:
+    """The TargetArray a client sends for core ``targets`` (box and/or mask): the inverse of ``targets_from_msg``."""
+    out = TargetArray(header=header or Header())
+    for t in targets:
+        msg = TargetMsg(id=t.obj_id, label=t.label)
+        if t.box is not None:
+            msg.has_box = True
+            msg.x_min, msg.y_min, msg.x_max, msg.y_max = (float(v) for v in t.box)
+        if t.mask is not None:
+            msg.mask = array_to_image(np.asarray(t.mask, bool).astype(np.uint8) * 255, "mono8")
+        out.targets.append(msg)
+    return out
+
+
 def check_targets(targets: list[Target], shape: tuple[int, int]) -> tuple[list[Target], list[InputError]]:
     """``core.tracker.check_target`` on each target for an image of ``shape`` (H, W): box problems are
     reason ``box``, the rest (mask size, empty mask, no overlap, nothing given) reason ``mask``."""
@@ -138,6 +175,12 @@ def check_targets(targets: list[Target], shape: tuple[int, int]) -> tuple[list[T
         except InputError as exc:
             errors.append(exc)
     return ok, errors
+
+
+def split_remove(ids: Iterable[int], known: Collection[int]) -> tuple[list[int], list[int]]:
+    """A RemoveTargets request's ids, each once in request order: (known ones, unknown ones)."""
+    unique = list(dict.fromkeys(ids))
+    return [i for i in unique if i in known], [i for i in unique if i not in known]
 
 
 # -- results -----------------------------------------------------------------------------------------

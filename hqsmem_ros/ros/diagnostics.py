@@ -25,6 +25,7 @@ class NodeStats:
         self.faults = 0
         self.fault_resets = 0
         self.resolution_resets = 0
+        self.stamp_jumps_back = 0
         self.last: FrameResult | None = None
         self._latency: dict[str, deque[float]] = {}
         self._mark = (time.monotonic(), 0, 0, 0, 0)  # time, images, processed, faults, rejected at last report
@@ -61,6 +62,7 @@ class NodeStats:
                 "frames_received": self.images, "frames_processed": self.processed, "frames_dropped": dropped,
                 "frames_waiting": received - self.processed - dropped,
                 "faults": self.faults, "fault_resets": self.fault_resets, "resolution_resets": self.resolution_resets,
+                "stamp_jumps_back": self.stamp_jumps_back,
                 "memory_frames": last.memory_frames if last else 0,
                 "objects_present": sum(o.present for o in last.objects) if last else 0,
                 "objects_absent": sum(not o.present for o in last.objects) if last else 0,

@@ -10,11 +10,23 @@ The executor only converts and queues; the worker thread runs the tracker on the
 ``frames.FrameBuffer``) and publishes exactly one ``tracks`` message per processed frame. Every tracker
 call (process, remove, reset, configure) holds ``self._lock``: the core tracker is not thread-safe.
 
+Inputs in order: an image whose stamp equals or is older than the last accepted image's is rejected
+(reasons ``duplicate_stamp``, ``old_stamp``: logged, counted in /diagnostics as ``rejected.<reason>``),
+since the tracker only steps forward in time; a stamp more than ``convert.STAMP_JUMP_BACK_S`` older
+is a restarted clock (bag loop, simulation reset): accepted, logged, counted as ``stamp_jumps_back``,
+objects kept. Zero stamps are never checked; activation restarts the ordering.
+
+Too many images: the subscription keeps one sample and ``frames.FrameBuffer`` a ring of
+``frame_ring_size``; frames the worker skips are dropped and counted (frames_received =
+frames_processed + frames_dropped + frames_waiting + rejected images).
+
 Degraded states:
 - a resolution change mid-stream resets the tracker (the objects' masks no longer fit); the node logs
   it, counts it, and tracks targets sent for the new resolution;
 - ``fault_limit`` consecutive tracker faults reset the tracker and restart every object from its last
-  good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since).
+  good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since);
+- an error outside the tracker (e.g. publishing) is logged and the worker goes on with the next frame;
+  a shutdown (SIGINT/SIGTERM) that lands mid-frame ends the worker without a traceback.
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ class TrackerNode(LifecycleNode):
         self._last_logged: dict[str, float] = {}
         self.tracker: HQSMemTracker | None = None
         self._shape: tuple[int, int] | None = None
+        self._last_stamp: int | None = None  # of the last accepted image (executor side)
         self._last_good: dict[int, tuple[str, object]] = {}  # id -> (label, mask) of the last ok frame
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -152,6 +165,7 @@ class TrackerNode(LifecycleNode):
                        else ReliabilityPolicy.BEST_EFFORT)
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
                                durability=DurabilityPolicy.VOLATILE)
+        self._last_stamp = None  # before subscribing: the first image of this activation sets it
         inputs = MutuallyExclusiveCallbackGroup()
         if self._config.compressed:
             # image_transport's naming: the remapped base topic + "/compressed".
@@ -221,12 +235,21 @@ class TrackerNode(LifecycleNode):
     # -- inputs (executor threads) ---------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self._stats.image_in()
+        stamp = _stamp_ns(msg.header.stamp)
         try:
+            jumped_back = convert.check_stamp(stamp, self._last_stamp)  # first: cheap, before decoding
             rgb = convert.decode_compressed(msg) if self._config.compressed else convert.decode_image(msg)
         except convert.InputError as exc:
             self._reject(exc, "rejected image: ", throttle=True)
             return
-        self._buffer.push(_stamp_ns(msg.header.stamp), msg.header, rgb)
+        if jumped_back:
+            self._stats.stamp_jumps_back += 1
+            self.get_logger().warning(
+                f"image stamp jumped back from {self._last_stamp * 1e-9:.9f} to {stamp * 1e-9:.9f} (restarted clock: "
+                "bag loop, simulation reset?): accepted, stamp order restarts here")
+        if stamp:
+            self._last_stamp = stamp
+        self._buffer.push(stamp, msg.header, rgb)
 
     def _on_targets(self, msg: TargetArray) -> None:
         self._queue_targets(msg)
@@ -259,20 +282,18 @@ class TrackerNode(LifecycleNode):
 
     def _on_remove_targets(self, request: RemoveTargets.Request,
                            response: RemoveTargets.Response) -> RemoveTargets.Response:
-        ids = list(dict.fromkeys(request.ids))
         with self._lock:
-            waiting = self._buffer.discard_targets(ids)
-            tracked = [i for i in ids if i in self.tracker.object_ids]
-            self.tracker.remove(tracked)
-            for i in ids:
+            waiting = self._buffer.discard_targets(request.ids)
+            tracked = set(self.tracker.object_ids)
+            removed, unknown = convert.split_remove(request.ids, waiting | tracked)
+            self.tracker.remove([i for i in removed if i in tracked])
+            for i in removed:
                 self._last_good.pop(i, None)
-        unknown = [i for i in ids if i not in waiting and i not in tracked]
         for i in unknown:
             self._reject(convert.InputError("unknown_id", f"id {i} is not tracked"), "rejected remove: ")
-        response.removed_ids = [i for i in ids if i not in unknown]
-        response.unknown_ids = unknown
+        response.removed_ids, response.unknown_ids = removed, unknown
         response.success = not unknown
-        response.message = f"removed {len(response.removed_ids)}, unknown {len(unknown)}"
+        response.message = f"removed {len(removed)}, unknown {len(unknown)}"
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -299,8 +320,16 @@ class TrackerNode(LifecycleNode):
     def _work(self) -> None:
         while not self._stop.is_set():
             job = self._buffer.take(timeout=0.2)
-            if job is not None and not self._stop.is_set():
+            if job is None or self._stop.is_set():
+                continue
+            try:
                 self._process(job)
+            except Exception as exc:
+                if not self.context.ok():  # SIGINT/SIGTERM shut the context down mid-frame: main() cleans up
+                    return
+                # Not the tracker (it reports its own faults): log, and keep the node alive for the next frame.
+                self.get_logger().error(f"frame {job.frame.seq} failed outside the tracker: {type(exc).__name__}: "
+                                        f"{exc}", throttle_duration_sec=5.0)
 
     def _process(self, job: Job) -> None:
         rgb, header = job.frame.rgb, job.frame.header
@@ -329,8 +358,10 @@ class TrackerNode(LifecycleNode):
             self._reject(exc, "rejected ")
         for line in result.rejected:
             self._reject(convert.InputError("max_objects", line), "rejected ")
-        self._publish(result, rgb, header)
-        self._stats.frame_done(result, time.perf_counter() - start)
+        try:
+            self._publish(result, rgb, header)
+        finally:  # counted even if publishing fails: received = processed + dropped + waiting must hold
+            self._stats.frame_done(result, time.perf_counter() - start)
 
     def _degrade(self, tracker: HQSMemTracker, status: str) -> None:
         """Too many faults in a row: reset, and restart the objects from their last good masks."""
