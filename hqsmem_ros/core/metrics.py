@@ -1,7 +1,15 @@
 """Segmentation and tracking measures: J (region IoU), F (DAVIS boundary F-measure), and the VOTS
-measures of hqsmem-method.md. Masks are bool arrays; an absent object is an all-False mask."""
+measures of hqsmem-method.md. Masks are bool arrays; an absent object is an all-False mask.
+
+J and F follow the davis2017-evaluation toolkit (``db_eval_iou``, ``f_measure`` with ``_seg2bmap``);
+the VOTS measures are the simplified per-target definitions of hqsmem-method.md (the official
+``vot-toolkit`` remains the reference for published numbers)."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -31,14 +39,21 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 
 def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
-    """Boundary F-measure (DAVIS): boundaries match within ``bound_th`` of the image diagonal."""
-    radius = bound_th if bound_th >= 1 else int(np.ceil(bound_th * np.hypot(*gt.shape)))
+    """Boundary F-measure (DAVIS): boundaries match within ``bound_th`` of the image diagonal
+    (or within ``bound_th`` pixels when it is >= 1)."""
+    radius = int(bound_th) if bound_th >= 1 else int(np.ceil(bound_th * np.hypot(*gt.shape)))
     pb, gb = boundary_map(pred), boundary_map(gt)
-    n_p, n_g = pb.sum(), gb.sum()
+    n_p, n_g = int(pb.sum()), int(gb.sum())
     if n_p == 0 and n_g == 0:
         return 1.0
     if n_p == 0 or n_g == 0:
         return 0.0
+    # Dilation only reaches `radius` pixels from a boundary: work in the boundaries' box, padded.
+    rows = np.flatnonzero((pb | gb).any(axis=1))
+    cols = np.flatnonzero((pb | gb).any(axis=0))
+    window = (slice(max(rows[0] - radius, 0), rows[-1] + radius + 1),
+              slice(max(cols[0] - radius, 0), cols[-1] + radius + 1))
+    pb, gb = pb[window], gb[window]
     disk = _disk(radius)
     precision = (pb & ndimage.binary_dilation(gb, disk)).sum() / n_p
     recall = (gb & ndimage.binary_dilation(pb, disk)).sum() / n_g
@@ -46,5 +61,43 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> flo
 
 
 def _disk(r: int) -> np.ndarray:
+    """skimage.morphology.disk(r), the structuring element the DAVIS toolkit dilates with."""
     y, x = np.ogrid[-r:r + 1, -r:r + 1]
     return x * x + y * y <= r * r
+
+
+@dataclass(frozen=True)
+class VotsMeasures:
+    """Per-target VOTS measures; NaN where a measure has no frame to be computed on (e.g. ADQ for a
+    target that is never absent)."""
+
+    quality: float      # Q: overlap on visible frames, 1/0 for (not) reporting absence on absent frames
+    accuracy: float     # Acc: mean IoU over frames visible in ground truth and reported present
+    robustness: float   # Rob: share of visible frames with IoU > 0
+    nre: float          # share of visible frames reported absent (not-reported error)
+    dre: float          # share of visible frames reported present with IoU = 0 (drift-rate error)
+    adq: float          # share of absent frames reported absent (absence-detection quality)
+
+
+def vots_measures(overlaps: Sequence[float], gt_visible: Sequence[bool],
+                  reported: Sequence[bool]) -> VotsMeasures:
+    """VOTS measures of one target from its per-frame IoU, ground-truth visibility and the tracker's
+    presence report (all over the same scored frames)."""
+    iou = np.asarray(overlaps, float)
+    vis = np.asarray(gt_visible, bool)
+    rep = np.asarray(reported, bool)
+    iou = np.where(rep, iou, 0.0)  # an object reported absent overlaps nothing
+    per_frame = np.where(vis, iou, (~rep).astype(float))
+    both = vis & rep
+    return VotsMeasures(
+        quality=_mean(per_frame),
+        accuracy=_mean(iou[both]),
+        robustness=_mean(iou[vis] > 0),
+        nre=_mean(~rep[vis]),
+        dre=_mean(rep[vis] & (iou[vis] == 0)),
+        adq=_mean(~rep[~vis]),
+    )
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if np.size(values) else math.nan

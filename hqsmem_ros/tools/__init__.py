@@ -1,0 +1,3 @@
+"""Command-line tools around the tracker: ``replay`` (a bag into the running node over DDS, outputs
+recorded), ``offline`` (the core over a bag, video or DAVIS folder, no DDS), ``evaluate`` (J, F, J&F and
+the VOTS measures), ``sample_bag`` and ``demo``; ``bags`` is the rosbag2 I/O they share."""

@@ -1,0 +1,242 @@
+"""The demo, end to end over real ROS 2 topics: writes a sample bag (real-photo objects over real
+backgrounds, with ground truth), starts the tracker node (default backend) as a subprocess, replays the
+bag into it in lockstep, records its output, scores it, and draws an overlay video and a plot.
+
+Discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on a ROS domain of its own.
+
+    python -m hqsmem_ros.tools.demo                  # ./out/demo
+    python -m hqsmem_ros.tools.demo --frames 20 --size 320x240   # a short CI run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..core.sequences import SEQUENCE_KINDS
+from ..core.types import FrameResult, ObjectResult, mask_box
+from . import bags, evaluate
+from .sample_bag import parse_size, write_sample_bag
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    sample: Path
+    tracks: Path
+    node_log: Path
+    scores_csv: Path
+    scores_json: Path
+    video: Path
+    plot: Path
+    summary: Path
+
+    @classmethod
+    def under(cls, out: Path) -> "DemoPaths":
+        return cls(out / "sample_bag", out / "tracks_bag", out / "node.log", out / "scores.csv",
+                   out / "scores.json", out / "overlay.mp4", out / "plot.png", out / "summary.json")
+
+
+class TrackerProcess:
+    """The node as a subprocess, its output in a log file."""
+
+    def __init__(self, backend: str, env: dict[str, str], log: Path):
+        self.log = open(log, "w")
+        cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", f"backend:={backend}",
+               "-p", "image_reliability:=reliable"]  # lockstep replay must not lose a frame in transit
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def died(self) -> str | None:
+        rc = self.proc.poll()
+        return None if rc is None else f"the tracker node exited with code {rc} (see {self.log.name})"
+
+    def peak_rss_mb(self) -> float | None:
+        """Peak resident memory of the node (Linux /proc), None elsewhere."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def node_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
+               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # The node runs this same source tree (a source checkout need not be rebuilt to be demonstrated).
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def pick_domain_id() -> int:
+    """A domain for this run only (5..94, not the caller's), so no other node joins the demo's topics."""
+    taken = os.environ.get("ROS_DOMAIN_ID")
+    return random.choice([d for d in range(5, 95) if str(d) != taken])
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+def _results_by_stamp(tracks_bag: Path, shape: tuple[int, int]) -> dict[int, FrameResult]:
+    out = {}
+    for m in bags.read(tracks_bag, ["tracks"]):
+        msg = m.decode()
+        masks = bags.tracks_to_masks(msg, shape)
+        objects = [ObjectResult(o.id, o.label, o.present, o.score, masks[o.id], mask_box(masks[o.id]), o.refined)
+                   for o in msg.objects]
+        out[bags.stamp_ns(msg.header)] = FrameResult(int(msg.frame_index), objects, msg.ok, msg.status,
+                                                     int(msg.memory_frames))
+    return out
+
+
+def write_overlay_video(sample: Path, results: dict[int, FrameResult], path: Path, fps: float) -> int:
+    """mp4 (mp4v) of the sample's frames with the node's masks, boxes and ids drawn; frames written."""
+    from ..ros.overlay import draw_overlay
+    from ..ros.params import OverlayConfig
+    writer, written = None, 0
+    image_topic = bags.pick_topic(bags.topic_types(sample), (bags.IMAGE, bags.COMPRESSED), None,
+                                  ("image", "image/compressed"))
+    for i, m in enumerate(bags.read(sample, [image_topic])):
+        msg = m.decode()
+        rgb = bags.image_rgb(msg)
+        result = results.get(bags.stamp_ns(msg.header))
+        if result is None:
+            frame = np.ascontiguousarray(rgb[:, :, ::-1])
+            cv2.putText(frame, "no result (dropped)", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
+        else:
+            frame = draw_overlay(rgb, result, OverlayConfig())
+        cv2.putText(frame, f"#{i}", (4, frame.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
+        writer.write(frame)
+        written += 1
+    if writer is not None:
+        writer.release()
+    return written
+
+
+def write_plot(report: evaluate.Report, memory_frames: list[tuple[int, int]], path: Path) -> None:
+    """IoU per frame per object, and memory frames per frame ((frame index, count) pairs)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=(2, 1))
+    for obj in report.objects:
+        top.plot(obj.frames, obj.j, label=f"object {obj.obj_id}", lw=1.2)
+    top.set_ylabel("IoU (J)")
+    top.set_ylim(-0.02, 1.02)
+    top.legend(loc="lower left", fontsize="small")
+    top.grid(alpha=0.3)
+    if memory_frames:
+        bottom.step(*zip(*memory_frames), where="post", color="k", lw=1.2)
+    bottom.set_ylabel("memory frames")
+    bottom.set_xlabel("frame")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 640), kind: str = "occlusion",
+             backend: str = "auto", domain_id: int | None = None, startup_timeout: float = 300.0,
+             progress: bool = True) -> dict:
+    """Everything above; returns the summary (also written to summary.json)."""
+    from .replay import replay
+    paths = DemoPaths.under(Path(out))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for bag in (paths.sample, paths.tracks):  # the demo's own bags from an earlier run
+        if bags.is_bag(bag):
+            shutil.rmtree(bag)
+    write_sample_bag(paths.sample, kind, frames, size)
+    domain_id = domain_id if domain_id is not None else pick_domain_id()
+    env = node_env(domain_id)
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE=env["ROS_AUTOMATIC_DISCOVERY_RANGE"],
+                      ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])  # read by rclpy.init in replay, below
+    print(f"demo: sample bag {paths.sample}; starting the tracker node (backend {backend}, "
+          f"ROS_DOMAIN_ID {domain_id})", flush=True)
+    node = TrackerProcess(backend, env, paths.node_log)
+    try:
+        summary = replay(paths.sample, paths.tracks, wait_s=startup_timeout, frame_timeout=120.0,
+                         progress=progress, abort=node.died)
+        peak_rss = node.peak_rss_mb()
+    finally:
+        node.stop()
+
+    gt = evaluate.open_source(paths.sample, None, evaluate.GT_TOPICS)
+    report = evaluate.evaluate(gt, evaluate.open_source(paths.tracks, "tracks", evaluate.PRED_TOPICS))
+    evaluate.write_csv(report, paths.scores_csv)
+    evaluate.write_json(report, paths.scores_json)
+    results = _results_by_stamp(paths.tracks, gt.shape)
+    written = write_overlay_video(paths.sample, results, paths.video, fps=10.0)
+    memory = [(i, results[s].memory_frames) for i, s in enumerate(gt.frames(paths.sample.name)) if s in results]
+    write_plot(report, memory, paths.plot)
+
+    backend_line = next((line[line.index("backend "):].strip() for line in paths.node_log.read_text().splitlines()
+                         if "backend " in line), "backend: unknown (see the node log)")
+    overall = report.overall
+    result = dict(frames_in=summary.frames_in, processed=summary.processed, dropped=summary.dropped,
+                  failed=summary.failed, fps=summary.fps, latency_ms_p50=summary.latency(50),
+                  latency_ms_p90=summary.latency(90), J=overall["J"], F=overall["F"], JF=overall["J&F"],
+                  Q=overall["Q"], memory_frames_max=max((m for _, m in memory), default=0),
+                  memory_frames_last=memory[-1][1] if memory else 0, node_peak_rss_mb=peak_rss,
+                  video_frames=written, backend=backend_line,
+                  files={k: str(v) for k, v in asdict(paths).items()})
+    paths.summary.write_text(json.dumps(evaluate.json_safe(result), indent=1))
+    print(report.table())
+    print(f"demo: replay: {summary.text()}")
+    print(f"demo: {backend_line}")
+    rss = f", node peak RSS {peak_rss:.0f} MB" if peak_rss else ""
+    print(f"demo: {summary.fps:.2f} fps, J&F {overall['J&F']:.3f} (J {overall['J']:.3f}, F {overall['F']:.3f}), "
+          f"Q {overall['Q']:.3f}, memory frames max {result['memory_frames_max']} / last "
+          f"{result['memory_frames_last']}{rss}")
+    for name in ("video", "plot", "scores_csv", "tracks", "node_log"):
+        print(f"demo: {name:<10} {getattr(paths, name)}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default ./out/demo)")
+    ap.add_argument("--frames", type=int, default=90, help="frames in the sample (default 90)")
+    ap.add_argument("--size", type=parse_size, default=(480, 640), help="WxH (default 640x480)")
+    ap.add_argument("--kind", choices=SEQUENCE_KINDS, default="occlusion", help="sample sequence")
+    ap.add_argument("--backend", choices=("auto", "cpu", "hqsmem"), default="auto")
+    ap.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID for the run (default: a free-looking one)")
+    ap.add_argument("--startup-timeout", type=float, default=300.0, help="seconds for the node to come up")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    from .replay import NodeTimeout
+    try:
+        result = run_demo(args.out, args.frames, args.size, args.kind, args.backend, args.domain_id,
+                          args.startup_timeout, not args.no_progress)
+    except NodeTimeout as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    return 0 if result["processed"] == result["frames_in"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
