@@ -97,3 +97,12 @@ def test_every_received_frame_is_processed_dropped_or_waiting_and_every_target_s
     waiting = sum(1 for f in buf._ring if f.seq > buf._taken)
     assert buf.received == taken + buf.dropped + waiting
     assert sorted(started + sorted(buf.waiting_ids())) == list(range(1, sent + 1))
+
+
+def test_target_shape_is_known_for_their_own_frame_or_a_zero_stamp_and_deferred_otherwise():
+    buf = FrameBuffer(8)
+    assert buf.shape_for(0) is None
+    buf.push(1, "old size", np.zeros((6, 8, 3), np.uint8))
+    buf.push(2, "new size", np.zeros((3, 4, 3), np.uint8))
+    assert buf.shape_for(1) == (6, 8) and buf.shape_for(0) == (3, 4)
+    assert buf.shape_for(3) is None  # a frame still in transit may have another size: checked when it starts

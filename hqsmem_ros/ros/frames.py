@@ -56,9 +56,11 @@ class FrameBuffer:
             self._cond.notify()
 
     def shape_for(self, stamp_ns: int) -> tuple[int, int] | None:
-        """Size (H, W) of the frame targets with this stamp will most likely start on."""
+        """Size (H, W) of the frame targets with this stamp will start on, where it is known now: their own
+        held frame, or for a zero stamp the newest one. None for a stamp no held frame has (typically a frame
+        still in transit, possibly at a new resolution): those targets are checked when they start."""
         with self._cond:
-            frame = self._find(stamp_ns) or (self._ring[-1] if self._ring else None)
+            frame = self._find(stamp_ns) if stamp_ns else (self._ring[-1] if self._ring else None)
             return frame.rgb.shape[:2] if frame else None
 
     def add_targets(self, stamp_ns: int, targets: list[Target]) -> str:

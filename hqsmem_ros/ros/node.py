@@ -302,6 +302,7 @@ class TrackerNode(LifecycleNode):
             self._buffer.clear(frames=False)
             self.tracker.reset()
             self._last_good = {}
+        self._last_stamp = None  # a reset stream may replay earlier stamps (the same bag again)
         response.success, response.message = True, f"tracker reset: {dropped} objects dropped"
         self.get_logger().info(response.message)
         return response
