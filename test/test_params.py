@@ -103,3 +103,9 @@ def test_only_dynamic_fields_that_a_running_node_can_apply_change_at_run_time():
 def test_params_module_prints_the_yaml(capsys):
     assert params.main(["--yaml"]) == 0
     assert capsys.readouterr().out == YAML.read_text()
+
+
+def test_readme_documents_every_parameter_as_the_table_says():
+    readme = (YAML.parents[1] / "README.md").read_text()
+    assert params.to_markdown() in readme, (
+        "README.md's parameter table is out of date: paste `python -m hqsmem_ros.ros.params --markdown`")

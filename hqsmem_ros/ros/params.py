@@ -6,6 +6,7 @@ every field of ``core.factory.Settings`` flattened with dots (``backend``, ``tra
 declarations and in the YAML with no edit to this file.
 
     python -m hqsmem_ros.ros.params --yaml > config/tracker.yaml
+    python -m hqsmem_ros.ros.params --markdown    # the README's table
 """
 
 from __future__ import annotations
@@ -157,12 +158,30 @@ def to_yaml(spec_table: list[ParamSpec] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_markdown(spec_table: list[ParamSpec] | None = None) -> str:
+    """The README's parameter table: name, default, range or choices, when it applies, description."""
+    rows = ["| parameter | default | range | changes | description |", "|---|---|---|---|---|"]
+    for spec in spec_table if spec_table is not None else table():
+        if spec.choices:
+            allowed = " \\| ".join(spec.choices)
+        elif spec.min is not None or spec.max is not None:
+            allowed = f"{_yaml_scalar(spec.min) if spec.min is not None else ''}..{_yaml_scalar(spec.max) if spec.max is not None else ''}"
+        else:
+            allowed = ""
+        when = "run time" if applies_at_run_time(spec) else "start" if spec.name in READ_ONLY else "configure"
+        rows.append(f"| `{spec.name}` | `{_yaml_scalar(spec.default)}` | {allowed} | {when} | {spec.description} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yaml", action="store_true", help="print config/tracker.yaml")
+    parser.add_argument("--markdown", action="store_true", help="print the README's parameter table")
     args = parser.parse_args(argv)
     if args.yaml:
         sys.stdout.write(to_yaml())
+    elif args.markdown:
+        sys.stdout.write(to_markdown())
     else:
         for spec in table():
             print(f"{spec.name} = {spec.default!r}: {spec.description}")
