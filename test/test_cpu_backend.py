@@ -1,0 +1,200 @@
+"""Contracts of the CPU backend's components: the Backend protocol, shapes, memory bookkeeping,
+object-centric embeddings, flow without erosion, re-detection, and the ablation switches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import skimage.data
+
+from hqsmem_ros.core.backends.base import Backend
+from hqsmem_ros.core.backends.cpu import CpuBackend, CpuBackendConfig, build_cpu_tracker
+from hqsmem_ros.core.backends.cpu_features import FeatureExtractor
+from hqsmem_ros.core.config import specs
+from hqsmem_ros.core.memory import MemoryConfig
+from hqsmem_ros.core.metrics import jaccard
+from hqsmem_ros.core.sequences import make_sequence
+from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker, check_target
+
+SIZE = (240, 320)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return FeatureExtractor()  # loading the weights once keeps the module fast
+
+
+@pytest.fixture
+def make_backend(extractor):
+    return lambda **overrides: CpuBackend(dataclasses.replace(CpuBackendConfig(), **overrides), extractor)
+
+
+@pytest.fixture(scope="module")
+def translation():
+    return make_sequence("translation", 20, SIZE)
+
+
+def start(backend, seq, key=0):
+    frame, masks = seq.frame(0)
+    for oid in seq.object_ids:
+        backend.add_object(oid, frame, masks[oid], key)
+    backend.accept(masks)
+    return masks
+
+
+def cos(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_conforms_to_the_protocol_and_declares_its_parameters(make_backend):
+    assert isinstance(make_backend(), Backend)
+    names = [s.name for s in specs(CpuBackendConfig())]  # raises if a field is not a param()
+    assert "threads" in names
+    for switch in ("flow", "correction", "redetect"):
+        assert isinstance(getattr(CpuBackendConfig(), switch), bool)
+
+
+def test_build_cpu_tracker_runs_the_loop(translation):
+    tracker = build_cpu_tracker(CpuBackendConfig(), HQSMemConfig())
+    assert isinstance(tracker, HQSMemTracker) and tracker.refiner is None
+    frame, _ = translation.frame(0)
+    result = tracker.process(frame, [check_target(t, SIZE) for t in translation.targets()])
+    assert result.ok and [o.obj_id for o in result.objects] == translation.object_ids
+
+
+def test_step_returns_full_resolution_masks_and_bounded_confidence(make_backend, translation):
+    backend = make_backend()
+    start(backend, translation)
+    frame, truth = translation.frame(1)
+    preds = backend.step(frame)
+    assert set(preds) == set(translation.object_ids)
+    for oid, p in preds.items():
+        assert p.mask.shape == SIZE and p.mask.dtype == bool
+        assert 0.0 <= p.confidence <= 1.0
+        assert jaccard(p.mask, truth[oid]) > 0.8
+
+
+def test_memory_write_evict_bookkeeping(make_backend, translation):
+    backend = make_backend()
+    start(backend, translation)
+    assert backend.memory_keys() == [0]
+    ref_bytes = backend.memory_bytes()
+    assert ref_bytes > 0
+    frame, masks = translation.frame(1)
+    backend.step(frame)
+    backend.accept(masks)
+    backend.write_memory(1)
+    assert backend.memory_keys() == [0, 1]
+    assert backend.memory_bytes() > ref_bytes
+    backend.evict_memory(1)
+    assert backend.memory_keys() == [0] and backend.memory_bytes() == ref_bytes
+    backend.remove_object(1)
+    assert backend.memory_bytes() < ref_bytes
+    backend.reset()
+    assert backend.memory_keys() == [] and backend.memory_bytes() == 0
+
+
+def test_memory_stays_bounded_by_the_trackers_entries(extractor):
+    seq = make_sequence("translation", 30, SIZE)
+    config = CpuBackendConfig(fg_cells=16, bg_cells=32)
+    core = HQSMemConfig(memory=MemoryConfig(capacity=3, update_every=2, relevance_threshold=-1.0))
+    backend = CpuBackend(config, extractor)
+    tracker = HQSMemTracker(backend, core)
+    per_entry = len(seq.object_ids) * (config.fg_cells + config.bg_cells) * extractor.channels * 4
+    for i in range(len(seq)):
+        frame, _ = seq.frame(i)
+        tracker.process(frame, [check_target(t, SIZE) for t in seq.targets()] if i == 0 else [])
+        assert backend.memory_keys() == sorted(tracker.memory.entries)
+        assert len(backend.memory_keys()) <= 3 + 1
+        assert backend.memory_bytes() <= (3 + 1) * per_entry
+
+
+def test_embedding_is_object_centric(make_backend):
+    seq = make_sequence("translation", 30, SIZE)
+    backend = make_backend()
+    start(backend, seq)
+    frame0, masks0 = seq.frame(0)
+    e1_t0, e2_t0 = backend.embed({1: masks0[1]}), backend.embed({2: masks0[2]})
+    frame, masks = seq.frame(29)
+    backend.step(frame)
+    backend.accept(masks)
+    e1_t29 = backend.embed({1: masks[1]})
+    assert cos(e1_t0, e1_t29) > 0.9  # the same object later, moved over a panned background
+    assert cos(e1_t0, e2_t0) < cos(e1_t0, e1_t29) - 0.1  # two objects differ
+    both = backend.embed({1: masks[1], 2: masks[2]})
+    assert abs(np.linalg.norm(both) - 1) < 1e-5
+    assert cos(both, e1_t29) > cos(e1_t0, e2_t0)  # an average of the objects, not of the frame
+    glob = backend.embed({})
+    assert abs(np.linalg.norm(glob) - 1) < 1e-5 and cos(glob, e1_t29) < 0.99
+
+
+def shifted_pair(dx: int, dy: int, steps: int):
+    """Frames of a photo translating by (dx, dy) per frame, and a blob mask that moves with it."""
+    photo = skimage.data.astronaut()
+    h, w = 240, 320
+    mask = np.zeros((h, w), bool)
+    yy, xx = np.ogrid[:h, :w]
+    mask[(yy - 100) ** 2 / 40 ** 2 + (xx - 120) ** 2 / 55 ** 2 <= 1] = True
+    frames = [photo[100 - k * dy:100 - k * dy + h, 100 - k * dx:100 - k * dx + w].copy() for k in range(steps)]
+    masks = [np.roll(mask, (k * dy, k * dx), axis=(0, 1)) for k in range(steps)]
+    return frames, masks
+
+
+@pytest.mark.parametrize("model", ["similarity", "dense"])
+def test_flow_carries_a_mask_without_erosion(make_backend, model):
+    frames, masks = shifted_pair(3, 2, 20)
+    backend = make_backend(correction=False, motion_model=model)
+    backend.add_object(1, frames[0], masks[0], 0)
+    backend.accept({1: masks[0]})
+    for frame in frames[1:]:
+        mask = backend.step(frame)[1].mask
+        backend.accept({1: mask})
+    assert 0.95 < mask.sum() / masks[-1].sum() < 1.05
+    assert jaccard(mask, masks[-1]) > 0.9
+
+
+def test_without_flow_the_mask_stays_put(make_backend):
+    frames, masks = shifted_pair(3, 2, 4)
+    backend = make_backend(correction=False, flow=False)
+    backend.add_object(1, frames[0], masks[0], 0)
+    backend.accept({1: masks[0]})
+    for frame in frames[1:]:
+        pred = backend.step(frame)[1]
+        backend.accept({1: pred.mask})
+    assert jaccard(pred.mask, masks[0]) > 0.97 and pred.confidence == 1.0
+
+
+@pytest.mark.parametrize("redetect", [True, False])
+def test_an_absent_object_is_found_again_elsewhere(make_backend, redetect):
+    seq = make_sequence("exit_reentry", size=SIZE)
+    backend = make_backend(redetect=redetect)
+    masks = start(backend, seq)
+    gone, back = 60, len(seq) - 1
+    assert not seq.frame(gone)[1][1].any() and not (masks[1] & seq.frame(back)[1][1]).any()
+    frame, _ = seq.frame(gone)
+    pred = backend.step(frame)[1]
+    assert pred.confidence < 0.3 or not pred.mask.any()
+    backend.accept({oid: np.zeros(SIZE, bool) if oid == 1 else m for oid, m in seq.frame(gone)[1].items()})
+    frame, truth = seq.frame(back)
+    pred = backend.step(frame)[1]
+    if redetect:
+        assert pred.confidence >= 0.3 and jaccard(pred.mask, truth[1]) > 0.5
+    else:
+        assert not pred.mask.any()
+
+
+def test_features_correct_a_mask_dragged_by_an_occluder(make_backend):
+    """With correction, pixels the flow carried onto the occluder are dropped; without it they stay."""
+    seq = make_sequence("occlusion", size=SIZE)
+    scores = {}
+    for correction in (True, False):
+        backend = make_backend(correction=correction)
+        start(backend, seq)
+        for i in range(1, 70):
+            frame, truth = seq.frame(i)
+            preds = backend.step(frame)
+            backend.accept({oid: p.mask for oid, p in preds.items()})
+        scores[correction] = preds[3].mask.sum() / max(truth[3].sum(), 1), truth[3].sum()
+    assert scores[True][0] < 2 and scores[False][0] > 2 * scores[True][0]
