@@ -24,13 +24,13 @@ def weights_dir(tmp_path_factory):
 
 
 def test_gpu_pipeline_runs_in_the_node_on_cpu(ros_context, probe, weights_dir):
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     seq = make_sequence("translation", n_frames=6, size=SIZE, n_objects=2)
     overrides = {"backend": "hqsmem", "hqsmem.weights_dir": str(weights_dir), "hqsmem.device": "cpu",
                  "image_reliability": "reliable", "refiner.similarity_threshold": -1.0}
     node = TrackerNode(context=ros_context, cli_args=["--ros-args", "-r", "__node:=hqsmem_tracker_gpu"],
                        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    executor = MultiThreadedExecutor(num_threads=2, context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
     probe.clear()

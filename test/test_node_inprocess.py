@@ -22,24 +22,31 @@ NS = 1_000_000_000
 
 
 class Running:
-    """A TrackerNode spinning on its own multi-threaded executor (as in main())."""
+    """A TrackerNode spinning on its own executor thread (as in main())."""
 
     count = 0
 
     def __init__(self, context, overrides: dict, sequence=SEQ, start: bool = True):
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         # A fresh node name per test: rcl's /rosout publisher is per name and a destroyed node's
         # late finalisation would unregister the next one's.
         Running.count += 1
         self.node = TrackerNode(context=context, tracker_factory=oracle_factory(sequence),
                                 cli_args=["--ros-args", "-r", f"__node:=hqsmem_tracker_{Running.count}"],
                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
         if start:
             assert self.node.start()
+
+    def _spin(self):
+        from rclpy.executors import ExternalShutdownException
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:  # the context was shut down under it, as main() expects too
+            pass
 
     def close(self):
         self.executor.shutdown()
