@@ -1,4 +1,5 @@
-"""Shared DDS fixtures: a private domain per run, one rclpy context and one probe node per test module."""
+"""Shared fixtures: a private DDS domain per run, one rclpy context and one probe node per test module,
+and one folder of random-initialised checkpoints (official formats) per run."""
 
 import os
 import random
@@ -28,3 +29,10 @@ def probe(ros_context):
     p = Probe(ros_context)
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory):
+    """The GPU pipeline's default checkpoints, random, written once: they load through the node's code."""
+    from hqsmem_ros.tools.weights import ensure_random
+    return ensure_random(tmp_path_factory.mktemp("random_weights"))

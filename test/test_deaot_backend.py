@@ -12,17 +12,12 @@ from hqsmem_ros.core.device import Runtime
 from hqsmem_ros.core.factory import Settings, build_tracker
 from hqsmem_ros.core.memory import MemoryConfig, SmartMemory
 from hqsmem_ros.core.refine import RefinerConfig
+from hqsmem_ros.core.tracker import update_memory
 from hqsmem_ros.core.types import Target
 from hqsmem_ros.core.weights import locate
-from hqsmem_ros.tools import weights as weights_tool
 
 H, W = 96, 128
 RUNTIME = Runtime(torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    return weights_tool.ensure_random(tmp_path_factory.getbasetemp() / "random_weights")
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +48,7 @@ def drive(backend, memory, t, f, masks, new=()):
         backend.add_object(oid, f, masks[oid], key=t)
         memory.pin(t, t, backend.embed({oid: masks[oid]}), owner=oid)
     backend.accept(masks)
-    if t not in memory.entries:
-        embedding = backend.embed(masks)
-        decision = memory.decide(t, embedding)
-        for key in decision.evict:
-            backend.evict_memory(key)
-        if decision.write:
-            backend.write_memory(t)
-        memory.apply(decision, t, t, embedding)
+    update_memory(memory, backend, t, masks)
     return preds
 
 

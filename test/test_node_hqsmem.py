@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from rclpy.parameter import Parameter
 
 from hqsmem_ros.core.sequences import make_sequence
 from hqsmem_ros.ros.node import TrackerNode
-from hqsmem_ros.tools.weights import ensure_random
 
 SIZE = (96, 128)
 NS = 1_000_000_000
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    return ensure_random(tmp_path_factory.mktemp("weights"))
 
 
 def test_gpu_pipeline_runs_in_the_node_on_cpu(ros_context, probe, weights_dir):

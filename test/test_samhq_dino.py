@@ -10,15 +10,9 @@ from hqsmem_ros.core.dino import DinoVerifier, build_dino
 from hqsmem_ros.core.refine import RefinerConfig, VerifiedRefiner
 from hqsmem_ros.core.samhq import SamHQProposer, build_sam_hq
 from hqsmem_ros.core.weights import locate
-from hqsmem_ros.tools import weights as weights_tool
 
 H, W = 120, 160
 RUNTIME = Runtime(torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    return weights_tool.ensure_random(tmp_path_factory.getbasetemp() / "random_weights")
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,6 @@ from hqsmem_ros.tools import weights as weights_tool
 DEFAULT = GpuPipelineConfig()
 
 
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    return weights_tool.ensure_random(tmp_path_factory.getbasetemp() / "random_weights")
-
-
 def _same(model, state):
     own = model.state_dict()
     return all(torch.equal(own[k], v) for k, v in state.items() if k in own)

@@ -23,7 +23,7 @@ import numpy as np
 from .backends.base import Backend
 from .box_init import grabcut_mask
 from .config import param
-from .memory import MemoryConfig, SmartMemory
+from .memory import MemoryConfig, MemoryDecision, SmartMemory
 from .refine import RefinerConfig, VerifiedRefiner
 from .types import Box, FrameResult, ObjectResult, Prediction, Target, mask_box
 
@@ -197,16 +197,25 @@ class HQSMemTracker:
                                         mask, mask_box(mask), oid in refined))
 
         visible = {o.obj_id: o.mask for o in objects if o.present}
-        if visible and t % self.config.memory.update_every == 0 and t not in self.memory.entries:
+        if visible and t % self.config.memory.update_every == 0:
             with _timed(timings, "memory"):
-                embedding = self.backend.embed(visible)
-                decision = self.memory.decide(t, embedding)
-                for key in decision.evict:
-                    self.backend.evict_memory(key)
-                if decision.write:
-                    self.backend.write_memory(t)
-                self.memory.apply(decision, t, t, embedding)
+                update_memory(self.memory, self.backend, t, visible)
         return FrameResult(t, objects, memory_frames=len(self.memory), timings=timings)
+
+
+def update_memory(memory: SmartMemory, backend: Backend, t: int, visible: dict[int, np.ndarray]) -> MemoryDecision | None:
+    """Step 5 on frame ``t``: the policy decides, the backend evicts and writes as told. Skipped (None) on
+    a frame that is already a memory entry (a reference frame pinned on this frame)."""
+    if t in memory.entries:
+        return None
+    embedding = backend.embed(visible)
+    decision = memory.decide(t, embedding)
+    for key in decision.evict:
+        backend.evict_memory(key)
+    if decision.write:
+        backend.write_memory(t)
+    memory.apply(decision, t, t, embedding)
+    return decision
 
 
 def _box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:

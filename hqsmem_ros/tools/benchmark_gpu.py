@@ -30,6 +30,7 @@ from ..core.dino import IMAGENET_MEAN, IMAGENET_STD, DinoVerifier, build_dino
 from ..core.memory import MemoryConfig, SmartMemory
 from ..core.samhq import SamHQProposer, build_sam_hq
 from ..core.sequences import make_sequence
+from ..core.tracker import update_memory
 from ..core.types import mask_box
 from ..core.weights import missing
 from .weights import ensure_random
@@ -135,14 +136,8 @@ def smart_run(model, runtime: Runtime, seq, n: int, memory_config: MemoryConfig,
                 memory.pin(0, 0, backend.embed({oid: masks[oid]}), owner=oid)
         visible = {oid: m for oid, m in masks.items() if m.any()}
         backend.accept(masks)
-        if visible and t % memory_config.update_every == 0 and t not in memory.entries:
-            embedding = backend.embed(visible)
-            decision = memory.decide(t, embedding)
-            for key in decision.evict:
-                backend.evict_memory(key)
-            if decision.write:
-                backend.write_memory(t)
-            memory.apply(decision, t, t, embedding)
+        if visible and t % memory_config.update_every == 0:
+            update_memory(memory, backend, t, visible)
         sync(runtime.device)
         elapsed = time.perf_counter() - start
         if t % every == 0 or t == n - 1:
@@ -220,14 +215,8 @@ def run_speed(args) -> None:
 
             def update():
                 backend.accept(masks)
-                if t % args.gap == 0 and t not in memory.entries:
-                    embedding = backend.embed(present)
-                    decision = memory.decide(t, embedding)
-                    for key in decision.evict:
-                        backend.evict_memory(key)
-                    if decision.write:
-                        backend.write_memory(t)
-                    memory.apply(decision, t, t, embedding)
+                if t % args.gap == 0:
+                    update_memory(memory, backend, t, present)
             _, mem = timed(dev, update)
             if t >= args.warmup:
                 for s, v in zip(stages, (base, enc, dec, ver, mem)):
