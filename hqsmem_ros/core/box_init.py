@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .types import Box
+from .types import Box, box_mask
 
 _MAX_SIDE = 320  # GrabCut is O(pixels): segment a downscaled crop
 
@@ -41,16 +41,9 @@ def grabcut_mask(frame: np.ndarray, box: Box, iterations: int = 4) -> np.ndarray
     if scale < 1:
         fg = cv2.resize(fg, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST)
     crop_mask = fg.astype(bool)
-    crop_mask[:, :] &= _box_window(crop_mask.shape, (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0))
+    crop_mask &= box_mask(crop_mask.shape, (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0))
     if crop_mask.sum() < 0.05 * (x1 - x0) * (y1 - y0):
         out[y0:y1, x0:x1] = True
         return out
     out[cy0:cy1, cx0:cx1] = crop_mask
     return out
-
-
-def _box_window(shape: tuple[int, int], box: Box) -> np.ndarray:
-    win = np.zeros(shape, bool)
-    x0, y0, x1, y1 = box
-    win[y0:y1, x0:x1] = True
-    return win

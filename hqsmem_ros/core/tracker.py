@@ -25,7 +25,7 @@ from .box_init import grabcut_mask
 from .config import param
 from .memory import MemoryConfig, MemoryDecision, SmartMemory
 from .refine import RefinerConfig, VerifiedRefiner
-from .types import Box, FrameResult, ObjectResult, Prediction, Target, mask_box
+from .types import Box, FrameResult, ObjectResult, Prediction, Target, box_mask, mask_box
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def check_target(target: Target, shape: tuple[int, int]) -> Target:
         if not mask.any():
             raise TargetError(f"target {oid}: mask is empty")
         if box is not None:
-            mask = mask & _box_mask(mask.shape, box)
+            mask = mask & box_mask(mask.shape, box)
             if not mask.any():
                 raise TargetError(f"target {oid}: mask and box do not overlap")
     return Target(oid, target.label, box, mask)
@@ -216,13 +216,6 @@ def update_memory(memory: SmartMemory, backend: Backend, t: int, visible: dict[i
         backend.write_memory(t)
     memory.apply(decision, t, t, embedding)
     return decision
-
-
-def _box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
-    out = np.zeros(shape, bool)
-    x0, y0, x1, y1 = box
-    out[y0:y1, x0:x1] = True
-    return out
 
 
 @contextmanager

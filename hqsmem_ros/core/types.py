@@ -62,3 +62,11 @@ def mask_box(mask: np.ndarray) -> Box | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+    """A mask of ``shape`` that is True inside ``box``."""
+    out = np.zeros(shape, bool)
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = True
+    return out
