@@ -99,6 +99,15 @@ def pick_topic(types: dict[str, str], msgtypes: Iterable[str], preferred: str | 
     return matching[0] if matching else None
 
 
+def image_topic(bag: Path | str, types: dict[str, str], preferred: str | None = None) -> str:
+    """The camera topic (Image or CompressedImage) of ``bag`` with topics ``types``: ``preferred``, else
+    ``image`` / ``image/compressed``, else the only one; ValueError when there is none."""
+    topic = pick_topic(types, (IMAGE, COMPRESSED), preferred, ("image", "image/compressed"))
+    if topic is None:
+        raise ValueError(f"{bag}: no Image or CompressedImage topic")
+    return topic
+
+
 @dataclass
 class BagMessage:
     topic: str

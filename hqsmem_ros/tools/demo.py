@@ -115,8 +115,7 @@ def write_overlay_video(sample: Path, results: dict[int, FrameResult], path: Pat
     from ..ros.overlay import draw_overlay
     from ..ros.params import OverlayConfig
     writer, written = None, 0
-    image_topic = bags.pick_topic(bags.topic_types(sample), (bags.IMAGE, bags.COMPRESSED), None,
-                                  ("image", "image/compressed"))
+    image_topic = bags.image_topic(sample, bags.topic_types(sample))
     for i, m in enumerate(bags.read(sample, [image_topic])):
         msg = m.decode()
         rgb = bags.image_rgb(msg)

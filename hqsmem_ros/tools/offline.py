@@ -77,9 +77,7 @@ def _davis_frames(root: Path, seq: str, frames: list[Path]) -> Iterator[Frame]:
 
 def bag_clip(path: Path, image_topic: str | None = None, targets: list[Target] | None = None) -> Clip:
     types = bags.topic_types(path)
-    topic = bags.pick_topic(types, (bags.IMAGE, bags.COMPRESSED), image_topic, ("image", "image/compressed"))
-    if topic is None:
-        raise ValueError(f"{path}: no Image or CompressedImage topic")
+    topic = bags.image_topic(path, types, image_topic)
     targets_topic = None if targets else bags.pick_topic(types, (bags.TARGETS,), None, ("targets",))
     return Clip(Path(path).name, _bag_frames(path, topic, targets_topic, targets or []),
                 bags.message_count(path, topic))

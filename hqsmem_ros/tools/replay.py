@@ -195,9 +195,7 @@ def replay(bag: Path, out: Path | None = None, *, rate: float | None = None, tar
     """Play ``bag`` into the node (lockstep when ``rate`` is None) and record its outputs into ``out``.
     ``abort`` is polled while waiting for the node: a reason string ends the wait (e.g. the node died)."""
     types = bags.topic_types(bag)
-    topic = bags.pick_topic(types, (bags.IMAGE, bags.COMPRESSED), image_topic, ("image", "image/compressed"))
-    if topic is None:
-        raise ValueError(f"{bag}: no Image or CompressedImage topic")
+    topic = bags.image_topic(bag, types, image_topic)
     compressed = types[topic] == bags.COMPRESSED
     file_targets: list[Target] = load_targets(targets_file) if targets_file else []
     targets_topic = None if file_targets else bags.pick_topic(types, (bags.TARGETS,), None, ("targets",))
