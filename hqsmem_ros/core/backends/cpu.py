@@ -1,17 +1,24 @@
-"""CPU backend: optical flow carries each accepted mask, pretrained features correct it, score it and
-find the object again after it was lost. Runs on two laptop cores with no GPU and no download.
+"""CPU backend: optical flow carries each accepted mask, pretrained features veto what the flow got
+wrong, score the result and find the object again after it was lost. Runs on two laptop cores with no
+GPU and no download.
 
-Per frame, at a reduced working size:
-  1. flow    DIS optical flow moves each object's previous accepted soft mask (``cpu_flow``: one
+Per frame (features and flow at a reduced working size, masks at full resolution):
+  1. flow    DIS optical flow moves each object's previous accepted mask (``cpu_flow``: one
              similarity transform per object fitted to its interior flow, or a dense warp);
   2. correct EfficientNet-Lite0 cell features near the object are scored against the object's memory
-             (foreground and background cells of its reference and key frames, ``cpu_appearance``);
-             the mask's evidence is ``flow_confidence * (2 * warped - 1) + feature logit``, so features
-             overrule the flow only where they are confident (occluders, drift). Positive feature
-             evidence is discounted (``feature_growth``) unless the object is much smaller than in
-             memory, i.e. coming out from behind something (``regrow_below``);
-  3. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
-  4. overlaps between objects go to the object with the strongest evidence.
+             (foreground and background cells of its reference and key frames, ``cpu_appearance``).
+             Features are 8 px cells, too coarse to place a boundary: they act on whole cells only
+             where they clearly disagree with the flow. A cell the carried mask mostly covers is dropped
+             when its logit is below ``-veto_logit`` (an occluder, drift); one it covers partly only
+             below ``-veto_logit_partial``; a cell outside it is taken when its logit passes
+             ``adopt_logit`` (``veto_logit`` while the object is much smaller than in memory: it is
+             coming out from behind something). Elsewhere the flow's boundary stands;
+  3. snap    within half a cell of the boundary each pixel's colour votes: more like the object's
+             interior or like its surroundings on this frame (``color_vote``). This is what keeps a
+             carried boundary from eroding or growing a halo over thousands of frames;
+  4. drop    an object reduced to a fragment (``fragment_below`` of its size in memory) is let go;
+  5. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
+  6. overlaps between objects go to the object with the strongest evidence.
 The confidence is the mean foreground probability over the mask's cells. Key frames only learn
 foreground cells that the memory already recognises, so a mask that slipped does not teach it.
 """
@@ -39,20 +46,29 @@ class CpuBackendConfig:
     work_short_side: int = param(288, "Short side (pixels) of the working size; masks come back at full "
                                  "resolution", min=96, max=1080)
     flow: bool = param(True, "Carry masks with DIS optical flow (off: the previous mask stays in place)")
-    flow_preset: str = param("fast", "DIS optical-flow preset", choices=tuple(PRESETS))
-    flow_finest_scale: int = param(1, "Finest DIS pyramid level (0 = working size; each level halves it): "
+    flow_preset: str = param("ultrafast", "DIS optical-flow preset", choices=tuple(PRESETS))
+    flow_finest_scale: int = param(0, "Finest DIS pyramid level (0 = working size; each level halves it): "
                                    "finer is slower and more exact", min=0, max=4)
     motion_model: str = param("similarity", "How the flow moves a mask: similarity (one rotation + scale + "
                               "shift per object fitted to its interior flow) or dense (pixel-wise warp)",
                               choices=MOTION_MODELS)
-    flow_confidence: float = param(3.0, "Weight of the flow-carried mask against the feature logit; a "
-                                   "feature logit must exceed it to remove or add a pixel", min=0.0, max=100.0)
     correction: bool = param(True, "Correct the carried mask with the feature logit and score it (off: "
                              "the flow alone, confidence 1)")
-    feature_growth: float = param(0.3, "Weight of positive feature evidence (growing a mask) relative to "
-                                  "negative (shrinking it)", min=0.0, max=1.0)
+    veto_logit: float = param(3.0, "A feature cell the carried mask mostly covers is dropped when its "
+                              "logit is below minus this", min=0.0, max=100.0)
+    veto_logit_partial: float = param(6.0, "A feature cell the carried mask covers partly is dropped when "
+                                      "its logit is below minus this", min=0.0, max=100.0)
+    adopt_logit: float = param(4.0, "A feature cell outside the carried mask is taken when its logit "
+                               "exceeds this", min=0.0, max=100.0)
     regrow_below: float = param(0.7, "An object smaller than this fraction of its largest size in memory "
-                                "grows by the full feature evidence", min=0.0, max=1.0)
+                                "takes cells at veto_logit instead of adopt_logit", min=0.0, max=1.0)
+    color_vote: float = param(0.5, "Weight of the colour vote near the mask boundary (is a pixel's colour "
+                              "more like the object's interior or its surroundings?); 0 switches it off",
+                              min=0.0, max=10.0)
+    color_band: float = param(0.5, "Half-width of the boundary band the colour vote acts in, in feature cells",
+                              min=0.0, max=4.0)
+    fragment_below: float = param(0.15, "An object reduced to less than this fraction of its largest size "
+                                  "in memory is reported absent and searched for", min=0.0, max=1.0)
     search_margin: float = param(0.5, "Feature correction looks this fraction of the object's size around "
                                  "the carried mask", min=0.0, max=4.0)
     top_k: int = param(3, "Nearest memory cells averaged into a foreground / background similarity",
@@ -66,16 +82,22 @@ class CpuBackendConfig:
     redetect_similarity: float = param(0.6, "Least mean foreground similarity of a re-detected region",
                                        min=-1.0, max=1.0)
     redetect_min_size: float = param(0.25, "Least size of a re-detected region, as a fraction of the "
-                                     "object's last known size", min=0.0, max=1.0)
+                                     "object's largest size in memory", min=0.0, max=1.0)
     fg_cells: int = param(64, "Most foreground cells stored per object and memory entry", min=1, max=4096)
     bg_cells: int = param(128, "Most background cells stored per object and memory entry", min=0, max=4096)
 
 
 @dataclass
 class _Object:
-    prior: np.ndarray                     # accepted soft mask of the previous frame, working size
-    area_cells: float                     # last known size in feature cells (re-detection's size prior)
+    prior: np.ndarray                     # accepted mask of the previous frame (bool, full resolution)
     appearance: ObjectAppearance = field(default_factory=ObjectAppearance)
+
+
+@dataclass
+class _Evidence:
+    """Per-pixel evidence (> 0 = the object) over the box (y0, y1, x0, x1) of the frame it concerns."""
+    box: tuple[int, int, int, int]
+    values: np.ndarray
 
 
 @dataclass
@@ -118,15 +140,11 @@ class CpuBackend:
                                feats.flatten(1).T.contiguous())
         return self._current
 
-    def _to_work(self, mask: np.ndarray) -> np.ndarray:
-        return cv2.resize(mask.astype(np.float32), self._work_size(mask.shape), interpolation=cv2.INTER_AREA)
-
     # -- objects ---------------------------------------------------------------------------------
     def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
         cur = self._analyse(frame)
-        prior = self._to_work(mask)
-        coverage = cell_coverage(prior, cur.feats.shape[-2:])
-        obj = _Object(prior, float(coverage.sum()))
+        coverage = cell_coverage(mask, cur.feats.shape[-2:])
+        obj = _Object(mask.astype(bool))
         if not obj.appearance.store(key, cur.cells, coverage, self.config.fg_cells, self.config.bg_cells):
             # too small for one whole cell: describe it by the cells it touches most
             obj.appearance.store(key, cur.cells, coverage / max(coverage.max(), 1e-6), self.config.fg_cells,
@@ -145,31 +163,27 @@ class CpuBackend:
     def step(self, frame: np.ndarray) -> dict[int, Prediction]:
         cur = self._analyse(frame)
         self.flow.update(self._previous_gray if self.config.flow else None, cur.gray)
-        evidence, confidence = {}, {}
+        shape = frame.shape[:2]
+        found = {}
         for oid, obj in self.objects.items():
-            found = self._follow(obj, cur) if obj.prior.max() >= 0.5 else self._search(obj, cur)
-            if found is not None:
-                evidence[oid], confidence[oid] = found
-        owner = _strongest(evidence)
-        out = {}
-        full = frame.shape[1], frame.shape[0]
-        for oid in self.objects:
-            if oid not in evidence:
-                out[oid] = Prediction(np.zeros(frame.shape[:2], bool), 0.0)
-                continue
-            mine = np.where(owner == oid, evidence[oid], -1.0).astype(np.float32)
-            out[oid] = Prediction(cv2.resize(mine, full, interpolation=cv2.INTER_LINEAR) > 0, confidence[oid])
-        return out
+            result = self._follow(obj, cur) if obj.prior.any() else self._search(obj, cur, shape)
+            if result is not None:
+                found[oid] = result
+        owner = _strongest({oid: ev for oid, (ev, _) in found.items()}, shape)
+        return {oid: Prediction(owner == oid, found[oid][1]) if oid in found else
+                Prediction(np.zeros(shape, bool), 0.0) for oid in self.objects}
 
-    def _follow(self, obj: _Object, cur: _Frame) -> tuple[np.ndarray, float] | None:
-        """Evidence map (working size; > 0 = object) and confidence of a present object."""
+    def _follow(self, obj: _Object, cur: _Frame) -> tuple[_Evidence, float] | None:
+        """Evidence and confidence of a present object, or None when it is gone or reduced to a
+        fragment."""
         cfg = self.config
         warped = self.flow.warp(obj.prior)
-        evidence = cfg.flow_confidence * (2 * warped - 1)
+        shape = warped.shape
         if not cfg.correction:
-            return evidence, 1.0
+            return _Evidence((0, shape[0], 0, shape[1]), 2 * warped - 1), 1.0
         rows, cols = cur.feats.shape[-2:]
-        window = _window(warped > 0.05, cfg.search_margin, (rows, cols))
+        coverage = cell_coverage(warped, (rows, cols))
+        window = _window(coverage > 0.01, cfg.search_margin)
         if window is None:
             return None
         r0, r1, c0, c1 = window
@@ -177,16 +191,27 @@ class CpuBackend:
         _, logit = obj.appearance.scores(cur.cells[idx], self.scoring)
         logit_grid = np.zeros((rows, cols), np.float32)
         logit_grid[r0:r1, c0:c1] = logit.reshape(r1 - r0, c1 - c0)
-        # Features remove freely (occluders, drift) but add only at a discount: next to a mask the coarse
-        # cells still see the object and would grow it into its surroundings. An object much smaller than
-        # when last stored is coming out from behind something: then it may grow fully.
-        shrunk = cell_coverage(warped, (rows, cols)).sum() < cfg.regrow_below * obj.appearance.largest()
-        if not shrunk:
-            logit_grid = np.where(logit_grid > 0, cfg.feature_growth * logit_grid, logit_grid)
-        evidence += _upsample(logit_grid, evidence.shape)
-        return evidence, _mean_probability(logit_grid, evidence > 0)
+        largest = obj.appearance.largest()
+        adopt_at = cfg.veto_logit if coverage.sum() < cfg.regrow_below * largest else cfg.adopt_logit
+        veto = ((logit_grid < -cfg.veto_logit) & (coverage >= 0.5)) | (logit_grid < -cfg.veto_logit_partial)
+        # taken cells must touch the carried mask: a look-alike nearby is not the object growing
+        touching = cv2.dilate((coverage > 0.01).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        adopt = touching & (coverage < 0.5) & (logit_grid > adopt_at)
+        # whole cells change (their share of the mask goes to 0 or 1); the rest keeps the flow's boundary
+        change = np.where(veto, -coverage, np.where(adopt, 1 - coverage, 0)).astype(np.float32)
+        y0, y1 = r0 * shape[0] // rows, -(-r1 * shape[0] // rows)
+        x0, x1 = c0 * shape[1] // cols, -(-c1 * shape[1] // cols)
+        values = 2 * warped[y0:y1, x0:x1] - 1 + 2 * _upsample(change, shape)[y0:y1, x0:x1]
+        if cfg.color_vote > 0:  # pixel-level: place the boundary where the colours change
+            band = max(1, round(cfg.color_band * STRIDE * shape[0] / cur.gray.shape[0]))
+            values += cfg.color_vote * _color_vote(cur.source[y0:y1, x0:x1], values > 0, band)
+        kept = _without_specks(values > 0)
+        values[~kept] = np.minimum(values[~kept], 0)
+        if kept.sum() * rows * cols / (shape[0] * shape[1]) < cfg.fragment_below * largest:
+            return None
+        return _Evidence((y0, y1, x0, x1), values), _mean_probability(logit_grid[r0:r1, c0:c1], kept)
 
-    def _search(self, obj: _Object, cur: _Frame) -> tuple[np.ndarray, float] | None:
+    def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int]) -> tuple[_Evidence, float] | None:
         """Evidence and confidence of an absent object found again anywhere, or None."""
         cfg = self.config
         if not (cfg.redetect and cfg.correction):
@@ -194,21 +219,19 @@ class CpuBackend:
         rows, cols = cur.feats.shape[-2:]
         s_fg, logit = obj.appearance.scores(cur.cells, self.scoring)
         s_fg, logit = s_fg.reshape(rows, cols), logit.reshape(rows, cols)
-        region = redetect(s_fg, logit, max(1.0, cfg.redetect_min_size * obj.area_cells), cfg.redetect_similarity)
+        region = redetect(s_fg, logit, max(1.0, cfg.redetect_min_size * obj.appearance.largest()),
+                          cfg.redetect_similarity)
         if region is None:
             return None
         grown = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        logit_grid = np.where(grown, logit, -cfg.flow_confidence).astype(np.float32)
-        evidence = _upsample(logit_grid, (cur.gray.shape[0], cur.gray.shape[1]))
-        return evidence, _mean_probability(logit_grid, evidence > 0)
+        logit_grid = np.where(grown, logit, -cfg.veto_logit).astype(np.float32)
+        values = _upsample(logit_grid, shape)
+        return _Evidence((0, shape[0], 0, shape[1]), values), _mean_probability(logit_grid, values > 0)
 
     # -- teacher forcing and memory ---------------------------------------------------------------
     def accept(self, masks: dict[int, np.ndarray]) -> None:
         for oid, mask in masks.items():
-            obj = self.objects[oid]
-            obj.prior = self._to_work(mask)
-            if obj.prior.max() >= 0.5 and self._current is not None:
-                obj.area_cells = float(cell_coverage(obj.prior, self._current.feats.shape[-2:]).sum())
+            self.objects[oid].prior = mask.astype(bool)
         if self._current is not None:
             self._previous_gray = self._current.gray
 
@@ -222,7 +245,7 @@ class CpuBackend:
     def write_memory(self, key: int) -> None:
         cur = self._current
         for obj in self.objects.values():
-            if obj.prior.max() >= 0.5:
+            if obj.prior.any():
                 obj.appearance.store(key, cur.cells, cell_coverage(obj.prior, cur.feats.shape[-2:]),
                                      self.config.fg_cells, self.config.bg_cells, self.scoring)
 
@@ -237,17 +260,43 @@ class CpuBackend:
         return sum(obj.appearance.nbytes() for obj in self.objects.values())
 
 
-def _window(mask: np.ndarray, margin: float, grid: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """Cell rows/cols (r0, r1, c0, c1) around ``mask`` (working size) expanded by ``margin``."""
-    ys, xs = np.nonzero(mask)
+def _window(cells: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+    """Cell rows/cols (r0, r1, c0, c1) around the true ``cells`` expanded by ``margin`` of their extent."""
+    ys, xs = np.nonzero(cells)
     if ys.size == 0:
         return None
-    h, w = mask.shape
-    rows, cols = grid
-    y0, y1, x0, x1 = ys.min() * rows / h, (ys.max() + 1) * rows / h, xs.min() * cols / w, (xs.max() + 1) * cols / w
-    dy, dx = max(1.0, margin * (y1 - y0)), max(1.0, margin * (x1 - x0))
-    return (max(0, int(y0 - dy)), min(rows, int(np.ceil(y1 + dy))),
-            max(0, int(x0 - dx)), min(cols, int(np.ceil(x1 + dx))))
+    rows, cols = cells.shape
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    dy, dx = max(1, round(margin * (y1 - y0))), max(1, round(margin * (x1 - x0)))
+    return max(0, y0 - dy), min(rows, y1 + dy), max(0, x0 - dx), min(cols, x1 + dx)
+
+
+def _color_vote(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray:
+    """Per pixel in [-1, 1]: how much more the pixel's colour is like the mask's interior than like its
+    surroundings, within ``band`` pixels of the mask's boundary (0 elsewhere)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)
+    m = mask.astype(np.uint8)
+    inner, outer = cv2.erode(m, kernel) > 0, cv2.dilate(m, kernel) > 0
+    if not inner.any() or outer.all():
+        return np.zeros(mask.shape, np.float32)
+    q = rgb.astype(np.int32) >> 4
+    code = (q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]
+    fg = np.bincount(code[inner], minlength=4096) / inner.sum()
+    bg = np.bincount(code[~outer], minlength=4096) / (~outer).sum()
+    vote = ((fg - bg) / (fg + bg + 1e-3)).astype(np.float32)[code]
+    vote[~outer | inner] = 0
+    return vote
+
+
+def _without_specks(mask: np.ndarray, least: float = 0.1) -> np.ndarray:
+    """``mask`` without the connected pieces smaller than ``least`` of its largest piece (crumbs that
+    whole-cell decisions leave behind), keeping an object an occluder splits into comparable parts."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.concatenate([[False], areas >= least * areas.max()])
+    return keep[labels]
 
 
 def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -255,7 +304,8 @@ def _upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _mean_probability(logit_grid: np.ndarray, mask: np.ndarray) -> float:
-    """Mean foreground probability over the cells ``mask`` (working size) covers at least half."""
+    """Mean foreground probability over the cells of ``logit_grid`` that ``mask`` (covering the same area at
+    any resolution) covers at least half."""
     inside = cell_coverage(mask, logit_grid.shape) >= 0.5
     if not inside.any():
         inside = cell_coverage(mask, logit_grid.shape) > 0
@@ -264,12 +314,17 @@ def _mean_probability(logit_grid: np.ndarray, mask: np.ndarray) -> float:
     return float((1 / (1 + np.exp(-logit_grid[inside]))).mean())
 
 
-def _strongest(evidence: dict[int, np.ndarray]) -> np.ndarray | None:
-    """Per pixel, the id of the object with the highest evidence (overlaps go to the strongest)."""
-    if not evidence:
-        return None
-    ids = np.array(list(evidence))
-    return ids[np.argmax(np.stack(list(evidence.values())), axis=0)]
+def _strongest(evidence: dict[int, _Evidence], shape: tuple[int, int]) -> np.ndarray:
+    """Per pixel, the id of the object with the highest positive evidence (overlaps go to the
+    strongest), -1 where no object has any."""
+    owner = np.full(shape, -1, np.int64)
+    best = np.zeros(shape, np.float32)
+    for oid, ev in evidence.items():
+        y0, y1, x0, x1 = ev.box
+        wins = ev.values > best[y0:y1, x0:x1]
+        best[y0:y1, x0:x1][wins] = ev.values[wins]
+        owner[y0:y1, x0:x1][wins] = oid
+    return owner
 
 
 def build_cpu_tracker(config: CpuBackendConfig, core: HQSMemConfig) -> HQSMemTracker:

@@ -3,8 +3,10 @@
 Flow is smoothed across object boundaries, so a pixel-wise warp makes a moving mask lag a little every
 frame (measured: ~1 px per frame at 4 px/frame motion, compounding). The default ``similarity`` model
 therefore fits one rotation + scale + translation per object, with RANSAC, to the forward flow of the
-mask's interior (where the flow is the object's own), and moves the whole soft mask with it: no lag, no
-erosion. ``dense`` keeps the pixel-wise backward warp (for non-rigid motion).
+mask's interior (where the flow is the object's own), and moves the whole mask with it: no lag. The flow
+is computed at the working size but the mask is moved at full resolution, so a mask carried for
+thousands of frames is never resampled at the coarser working size. ``dense``
+keeps the pixel-wise backward warp (for non-rigid motion).
 """
 
 from __future__ import annotations
@@ -33,19 +35,26 @@ class FlowWarper:
             return
         self.forward = self.dis.calc(previous, current, None)
 
-    def warp(self, soft_mask: np.ndarray) -> np.ndarray:
-        """``soft_mask`` (float32, previous frame) moved onto the current frame."""
+    def warp(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` (any resolution, previous frame) moved onto the current frame, as float32 in [0, 1] at
+        the mask's own resolution: the motion is measured at the flow's size and applied at full size,
+        so carrying a mask for many frames does not blur or round it."""
+        soft = mask.astype(np.float32)
         if self.forward is None:
-            return soft_mask
+            return soft
+        h, w = soft.shape
+        fh, fw = self.forward.shape[:2]
+        scale = np.array([w / fw, h / fh], np.float32)
         if self.model == "dense":
-            return self._dense(soft_mask)
-        h, w = soft_mask.shape
-        motion = self._fit(soft_mask >= 0.5)
-        return cv2.warpAffine(soft_mask, motion, (w, h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            return self._dense(soft, scale)
+        small = cv2.resize(soft, (fw, fh), interpolation=cv2.INTER_AREA)
+        motion = self._fit(small >= 0.5)
+        motion[:, 2] *= scale  # the same rotation and scale; the shift in full-size pixels
+        return cv2.warpAffine(soft, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
 
     def _fit(self, mask: np.ndarray) -> np.ndarray:
-        """2x3 similarity transform previous -> current of the region ``mask``."""
+        """2x3 similarity transform previous -> current of the region ``mask`` (flow size)."""
         core = cv2.erode(mask.astype(np.uint8), np.ones((2 * _INTERIOR + 1,) * 2, np.uint8)) > 0
         ys, xs = np.nonzero(core if core.sum() >= 12 else mask)
         if ys.size > _MAX_POINTS:
@@ -60,10 +69,11 @@ class FlowWarper:
         shift = np.median(dst - src, axis=0) if ys.size else np.zeros(2, np.float32)
         return np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float64)
 
-    def _dense(self, soft_mask: np.ndarray) -> np.ndarray:
+    def _dense(self, soft: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Pixel-wise backward warp: each current pixel samples the previous mask where it came from
         (the forward flow, read at the pixel itself, approximates the backward one)."""
-        h, w = soft_mask.shape
+        h, w = soft.shape
+        flow = cv2.resize(self.forward, (w, h), interpolation=cv2.INTER_LINEAR) * scale
         grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        return cv2.remap(soft_mask, grid - self.forward, None, interpolation=cv2.INTER_LINEAR,
+        return cv2.remap(soft, grid - flow, None, interpolation=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
