@@ -10,7 +10,8 @@ import pytest
 import skimage.data
 
 from hqsmem_ros.core.backends.base import Backend
-from hqsmem_ros.core.backends.cpu import CpuBackend, CpuBackendConfig, _color_vote, _without_specks, build_cpu_tracker
+from hqsmem_ros.core.backends.cpu import (CpuBackend, CpuBackendConfig, _color_vote, _upsample, _without_specks,
+                                         build_cpu_tracker)
 from hqsmem_ros.core.backends.cpu_features import FeatureExtractor
 from hqsmem_ros.core.config import specs
 from hqsmem_ros.core.memory import MemoryConfig
@@ -250,3 +251,11 @@ def test_an_object_reduced_to_a_fragment_is_let_go(make_backend):
     assert not backend.step(frames[1])[1].mask.any()
     backend.accept({1: masks[0]})
     assert jaccard(backend.step(frames[1])[1].mask, masks[0]) > 0.8
+
+
+def test_upsampling_a_box_equals_cropping_the_upsampled_frame():
+    grid = np.random.default_rng(0).random((36, 48)).astype(np.float32)
+    box = (53, 211, 77, 390)
+    whole = _upsample(grid, (480, 640))
+    assert np.allclose(_upsample(grid, (480, 640), box), whole[53:211, 77:390], atol=1e-5)
+    assert np.allclose(_upsample(grid, (480, 640), (0, 480, 0, 640)), whole, atol=1e-5)
