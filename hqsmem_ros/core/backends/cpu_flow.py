@@ -49,7 +49,8 @@ class FlowWarper:
             return self._dense(soft, scale)
         small = cv2.resize(soft, (fw, fh), interpolation=cv2.INTER_AREA)
         motion = self._fit(small >= 0.5)
-        motion[:, 2] *= scale  # the same rotation and scale; the shift in full-size pixels
+        to_full = np.diag(scale.astype(np.float64))  # flow-size pixels -> full-size pixels, per axis
+        motion = np.hstack([to_full @ motion[:, :2] @ np.linalg.inv(to_full), to_full @ motion[:, 2:]])
         return cv2.warpAffine(soft, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)
 
