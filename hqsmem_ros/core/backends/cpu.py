@@ -183,7 +183,8 @@ class CpuBackend:
             return _Evidence((0, shape[0], 0, shape[1]), 2 * warped - 1), 1.0
         rows, cols = cur.feats.shape[-2:]
         coverage = cell_coverage(warped, (rows, cols))
-        window = _window(coverage > 0.01, cfg.search_margin)
+        carried = coverage > 0.01
+        window = _window(carried, cfg.search_margin)
         if window is None:
             return None
         r0, r1, c0, c1 = window
@@ -195,7 +196,7 @@ class CpuBackend:
         adopt_at = cfg.veto_logit if coverage.sum() < cfg.regrow_below * largest else cfg.adopt_logit
         veto = ((logit_grid < -cfg.veto_logit) & (coverage >= 0.5)) | (logit_grid < -cfg.veto_logit_partial)
         # taken cells must touch the carried mask: a look-alike nearby is not the object growing
-        touching = cv2.dilate((coverage > 0.01).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        touching = cv2.dilate(carried.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         adopt = touching & (coverage < 0.5) & (logit_grid > adopt_at)
         # whole cells change (their share of the mask goes to 0 or 1); the rest keeps the flow's boundary
         change = np.where(veto, -coverage, np.where(adopt, 1 - coverage, 0)).astype(np.float32)
