@@ -13,7 +13,8 @@ import skimage.data
 from hqsmem_ros.core.backends.base import Backend
 from hqsmem_ros.core.backends.cpu import (CpuBackend, CpuBackendConfig, _color_vote, _upsample, _without_specks,
                                          build_cpu_tracker)
-from hqsmem_ros.core.backends.cpu_features import FeatureExtractor
+from hqsmem_ros.core.backends.cpu_appearance import ObjectAppearance, ScoreParams
+from hqsmem_ros.core.backends.cpu_features import FeatureExtractor, cell_coverage
 from hqsmem_ros.core.backends.cpu_flow import FlowWarper
 from hqsmem_ros.core.config import specs
 from hqsmem_ros.core.memory import MemoryConfig
@@ -240,6 +241,32 @@ def test_specks_go_and_comparable_parts_stay():
     kept = _without_specks(mask)
     assert kept[5:25, 5:25].all() and kept[35:50, 35:55].all()
     assert not kept[2, 50] and not kept[55, 3]
+
+
+def test_a_memory_write_from_a_shrunken_mask_does_not_teach_the_lost_part_as_background(extractor):
+    """A key frame whose mask lost half the object must not store that half as background: the features
+    would then veto it on later frames (drift). Unverified, the same write does."""
+    frames, masks = shifted_pair(3, 2, 6)
+    params = ScoreParams(top_k=3, novel_similarity=0.4, temperature=0.05)
+    feats = extractor(frames[0])
+    grid = feats.shape[-2:]
+    reference = (feats.flatten(1).T.contiguous(), cell_coverage(masks[0], grid))
+    cells = extractor(frames[5]).flatten(1).T.contiguous()
+    xs = np.nonzero(masks[5])[1]
+    kept = masks[5] & (np.arange(masks[5].shape[1]) < np.median(xs))[None, :]
+    lost = cell_coverage(masks[5] & ~kept, grid).ravel() >= 0.75
+    memory = ObjectAppearance()
+    memory.store(0, *reference, 64, 128)
+    before = np.median(memory.scores(cells[lost], params)[1])
+    after = {}
+    for verify in (params, None):
+        memory = ObjectAppearance()
+        memory.store(0, *reference, 64, 128)
+        assert memory.store(1, cells, cell_coverage(kept, grid), 64, 128, verify)
+        after[verify is None] = np.median(memory.scores(cells[lost], params)[1])
+    assert before > 3
+    assert after[False] > 0.9 * before   # verified: the lost half still reads as the object
+    assert after[True] < 0.5 * before    # unverified: it moved towards background
 
 
 def test_an_object_reduced_to_a_fragment_is_let_go(make_backend):

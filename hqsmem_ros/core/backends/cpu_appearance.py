@@ -46,14 +46,14 @@ class ObjectAppearance:
               verify: ScoreParams | None = None) -> bool:
         """Record entry ``key`` from a frame's (rows*cols, C) ``cells`` and this object's cell
         ``coverage`` (rows, cols); False when the object covers no cell well enough to describe it.
-        With ``verify``, only foreground cells that the memory held so far already calls foreground are
-        taken, so a mask that slipped onto an occluder does not teach the memory the occluder."""
+        With ``verify``, only cells that the memory held so far already agrees with are taken: foreground
+        cells it calls foreground, background cells it calls background. So a mask that slipped onto an
+        occluder does not teach the memory the occluder, and a mask that lost part of the object does not
+        teach it that part as background (which would make the features veto it: drift)."""
         flat = coverage.ravel()
         fg = np.flatnonzero(flat >= 0.75)
         if fg.size == 0 and flat.max() >= 0.3:  # a small object: its best-covered cells
             fg = np.flatnonzero(flat >= 0.8 * flat.max())
-        if verify is not None and self.entries and fg.size:
-            fg = fg[self.scores(cells[fg], verify)[1] > 0]
         if fg.size == 0:
             return False
         # The cells just outside the object see some of it (receptive field) yet are not it: keeping them
@@ -64,6 +64,11 @@ class ObjectAppearance:
         far = np.flatnonzero(outside & ~ring)
         near = _evenly(near, bg_cap // 2)
         bg = np.concatenate([near, _evenly(far, bg_cap - near.size)])
+        if verify is not None and self.entries:
+            logit = self.scores(cells[np.concatenate([fg, bg])], verify)[1]
+            fg, bg = fg[logit[:fg.size] > 0], bg[logit[fg.size:] < 0]
+            if fg.size == 0:
+                return False
         self.entries[key] = _Entry(cells[_evenly(fg, fg_cap)].clone(), cells[bg].clone(), float(flat.sum()))
         self._banks = None
         return True
