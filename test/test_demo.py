@@ -38,3 +38,22 @@ def test_demo_runs_end_to_end(tmp_path):
                            timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((out / "summary.json").read_text())["processed"] == 3
+
+
+def test_the_fastdds_profile_loads_cleanly(tmp_path):
+    """config/fastdds.xml (the demo's default) is read by the Fast DDS under rclpy without a parse error;
+    a malformed copy is reported, so the check can tell the two apart."""
+    from hqsmem_ros.tools.demo import FASTDDS_PROFILE
+    code = "import rclpy; rclpy.init(); n = rclpy.create_node('profile_probe'); n.create_publisher(" \
+           "__import__('std_msgs.msg', fromlist=['String']).String, 'probe', 10); rclpy.shutdown()"
+
+    def stderr_with(profile: Path) -> str:
+        env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=str(profile), RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stderr
+
+    assert "XMLPARSER" not in stderr_with(FASTDDS_PROFILE)
+    broken = tmp_path / "broken.xml"
+    broken.write_text(FASTDDS_PROFILE.read_text().replace("<sec>0</sec>", "<sec>x</sec>"))
+    assert "XMLPARSER" in stderr_with(broken)

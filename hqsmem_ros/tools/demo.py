@@ -30,6 +30,7 @@ from . import bags, evaluate
 from .sample_bag import parse_size, write_sample_bag
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
+FASTDDS_PROFILE = SOURCE_ROOT / "config" / "fastdds.xml"  # a short heartbeat: see the file
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrackerProcess:
 def node_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))  # the caller's own profile wins
     # The node runs this same source tree (a source checkout need not be rebuilt to be demonstrated).
     env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
@@ -171,8 +173,8 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     write_sample_bag(paths.sample, kind, frames, size)
     domain_id = domain_id if domain_id is not None else pick_domain_id()
     env = node_env(domain_id)
-    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE=env["ROS_AUTOMATIC_DISCOVERY_RANGE"],
-                      ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])  # read by rclpy.init in replay, below
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE")})  # read by rclpy.init in replay, below
     print(f"demo: sample bag {paths.sample}; starting the tracker node (backend {backend}, "
           f"ROS_DOMAIN_ID {domain_id})", flush=True)
     node = TrackerProcess(backend, env, paths.node_log)
