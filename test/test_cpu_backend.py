@@ -11,8 +11,8 @@ import pytest
 import skimage.data
 
 from hqsmem_ros.core.backends.base import Backend
-from hqsmem_ros.core.backends.cpu import (CpuBackend, CpuBackendConfig, _color_vote, _upsample, _without_specks,
-                                         build_cpu_tracker)
+from hqsmem_ros.core.backends.cpu import (CpuBackend, CpuBackendConfig, _adds_the_object, _color_vote, _grabcut_regrow,
+                                         _upsample, _without_specks, build_cpu_tracker)
 from hqsmem_ros.core.backends.cpu_appearance import ObjectAppearance, ScoreParams
 from hqsmem_ros.core.backends.cpu_features import FeatureExtractor, cell_coverage
 from hqsmem_ros.core.backends.cpu_flow import FlowWarper
@@ -267,6 +267,33 @@ def test_a_memory_write_from_a_shrunken_mask_does_not_teach_the_lost_part_as_bac
     assert before > 3
     assert after[False] > 0.9 * before   # verified: the lost half still reads as the object
     assert after[True] < 0.5 * before    # unverified: it moved towards background
+
+
+def test_the_grabcut_proposal_regrows_a_mask_up_to_the_colour_edge():
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal((40, 140, 60), 12, (90, 90, 3)), 0, 255).astype(np.uint8)  # grass-like
+    yy, xx = np.ogrid[:90, :90]
+    disc = (yy - 45) ** 2 + (xx - 45) ** 2 <= 22 ** 2
+    rgb[disc] = np.clip(rng.normal((190, 60, 50), 12, (int(disc.sum()), 3)), 0, 255).astype(np.uint8)
+    eroded = disc & (xx < 61)                      # the right 6 px of the disc lost
+    proposal = _grabcut_regrow(rgb, eroded, band=8)
+    assert (proposal & disc).sum() > 0.97 * disc.sum()
+    assert (proposal & ~disc).sum() < 0.03 * disc.sum()
+    assert _grabcut_regrow(rgb, np.zeros_like(disc), band=8) is None
+
+
+def test_a_proposal_that_adds_background_is_rejected():
+    logit = np.full((10, 10), -5.0, np.float32)
+    logit[2:6, 2:6] = 5.0                          # the memory calls these cells the object
+    mask = np.zeros((80, 80), bool)
+    mask[16:32, 16:48] = True                      # cells (2..3, 2..5)
+    onto_object = mask.copy()
+    onto_object[32:48, 16:48] = True               # adds cells (4..5, 2..5): the object
+    onto_background = mask.copy()
+    onto_background[16:32, 48:72] = True           # adds cells (2..3, 6..8): background
+    assert _adds_the_object(onto_object, mask, logit, 0.8)
+    assert not _adds_the_object(onto_background, mask, logit, 0.8)
+    assert not _adds_the_object(mask, mask, logit, 0.8)    # adds nothing
 
 
 def test_an_object_reduced_to_a_fragment_is_let_go(make_backend):

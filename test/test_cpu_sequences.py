@@ -72,3 +72,10 @@ def test_the_colour_vote_is_what_holds_boundaries_over_a_long_run():
     with_vote, without = score("appearance_change", 300), score("appearance_change", 300, color_vote=0.0)
     assert mean(with_vote.j) >= 0.8
     assert mean(with_vote.j) > mean(without.j) + 0.03
+
+
+def test_verified_regrowth_recovers_what_occlusions_and_flow_took():
+    """Ablation as a test: 300 frames of the loop with repeated occlusions, with and without the GrabCut
+    proposals (measured at this size: J 0.898 with, 0.871 without)."""
+    with_refine, without = score("long_loop", 300), score("long_loop", 300, refine_below=0.0)
+    assert mean(with_refine.j) > mean(without.j) + 0.015

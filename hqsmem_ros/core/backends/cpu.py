@@ -17,8 +17,13 @@ Per frame (features and flow at a reduced working size, masks at full resolution
              interior or like its surroundings on this frame (``color_vote``). This is what keeps a
              carried boundary from eroding or growing a halo over thousands of frames;
   4. drop    an object reduced to a fragment (``fragment_below`` of its size in memory) is let go;
-  5. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
-  6. overlaps between objects go to the object with the strongest evidence.
+  5. regrow  an object smaller than ``refine_below`` of its size in memory (flow that underestimates a
+             thin object's motion shrinks it a little every frame; a part came back from behind an
+             occluder) gets a proposal: GrabCut in its box, seeded by its mask. The proposal is verified
+             by the features, as the method verifies SAM-HQ's by DINO: it is accepted only when the
+             memory calls most of the cells it adds the object;
+  6. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
+  7. overlaps between objects go to the object with the strongest evidence.
 The confidence is the mean foreground probability over the mask's cells. Key frames only learn
 foreground cells that the memory already recognises, so a mask that slipped does not teach it.
 """
@@ -34,7 +39,7 @@ import torch.nn.functional as F
 
 from ..config import param
 from ..tracker import HQSMemConfig, HQSMemTracker
-from ..types import Prediction
+from ..types import Prediction, mask_box
 from .cpu_appearance import ObjectAppearance, ScoreParams, redetect
 from .cpu_features import STRIDE, FeatureExtractor, cell_coverage, pooled
 from .cpu_flow import MOTION_MODELS, PRESETS, FlowWarper
@@ -67,6 +72,10 @@ class CpuBackendConfig:
                               min=0.0, max=10.0)
     color_band: float = param(0.5, "Half-width of the boundary band the colour vote acts in, in feature cells",
                               min=0.0, max=4.0)
+    refine_below: float = param(0.9, "An object smaller than this fraction of its largest size in memory gets "
+                                "a GrabCut proposal seeded by its mask (0 switches it off)", min=0.0, max=1.0)
+    refine_accept: float = param(0.8, "The proposal is accepted when at least this share of the feature cells "
+                                 "it adds are ones the memory calls the object", min=0.0, max=1.0)
     fragment_below: float = param(0.15, "An object reduced to less than this fraction of its largest size "
                                   "in memory is reported absent and searched for", min=0.0, max=1.0)
     search_margin: float = param(0.5, "Feature correction looks this fraction of the object's size around "
@@ -203,13 +212,21 @@ class CpuBackend:
         y0, y1 = r0 * shape[0] // rows, -(-r1 * shape[0] // rows)
         x0, x1 = c0 * shape[1] // cols, -(-c1 * shape[1] // cols)
         values = 2 * warped[y0:y1, x0:x1] - 1 + 2 * _upsample(change, shape, (y0, y1, x0, x1))
+        cell_px = STRIDE * shape[0] / cur.gray.shape[0]  # a feature cell's side in frame pixels
         if cfg.color_vote > 0:  # pixel-level: place the boundary where the colours change
-            band = max(1, round(cfg.color_band * STRIDE * shape[0] / cur.gray.shape[0]))
+            band = max(1, round(cfg.color_band * cell_px))
             values += cfg.color_vote * _color_vote(cur.source[y0:y1, x0:x1], values > 0, band)
         kept = _without_specks(values > 0)
         values[~kept] = np.minimum(values[~kept], 0)
-        if kept.sum() * rows * cols / (shape[0] * shape[1]) < cfg.fragment_below * largest:
+        size = kept.sum() * rows * cols / (shape[0] * shape[1])  # in cells, as memory measures it
+        if size < cfg.fragment_below * largest:
             return None
+        if size < cfg.refine_below * largest:
+            proposal = _grabcut_regrow(cur.source[y0:y1, x0:x1], kept, max(1, round(cell_px / 2)))
+            if proposal is not None and _adds_the_object(proposal, kept, logit_grid[r0:r1, c0:c1],
+                                                         cfg.refine_accept):
+                values = np.where(proposal, np.maximum(values, 0.5), np.minimum(values, -0.5))
+                kept = proposal
         return _Evidence((y0, y1, x0, x1), values), _mean_probability(logit_grid[r0:r1, c0:c1], kept)
 
     def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int]) -> tuple[_Evidence, float] | None:
@@ -287,6 +304,41 @@ def _color_vote(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray:
     vote = ((fg - bg) / (fg + bg + 1e-3)).astype(np.float32)[code]
     vote[~outer | inner] = 0
     return vote
+
+
+def _grabcut_regrow(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray | None:
+    """GrabCut's segmentation of ``rgb`` seeded by ``mask`` (its core certain, the mask and ``band`` pixels
+    around it uncertain, the rest of the crop background), without specks; None when it cannot run.
+    ``band``: how far the mask may be wrong (half a feature cell, what the features cannot resolve)."""
+    box = mask_box(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box  # GrabCut costs per pixel: the mask's box, the band and as much background again
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(0, x0 - 2 * band), max(0, y0 - 2 * band), min(w, x1 + 2 * band), min(h, y1 + 2 * band)
+    m = mask[y0:y1, x0:x1].astype(np.uint8)
+    core = cv2.erode(m, np.ones((5, 5), np.uint8)) > 0
+    if not core.any():
+        return None
+    seeds = np.full(m.shape, cv2.GC_BGD, np.uint8)
+    seeds[cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)) > 0] = cv2.GC_PR_BGD
+    seeds[m > 0] = cv2.GC_PR_FGD
+    seeds[core] = cv2.GC_FGD
+    try:
+        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), seeds, None, np.zeros((1, 65)),
+                    np.zeros((1, 65)), 2, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # e.g. no background seed left in a crop the object fills
+        return None
+    out = np.zeros_like(mask, dtype=bool)
+    out[y0:y1, x0:x1] = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+    return _without_specks(out)
+
+
+def _adds_the_object(proposal: np.ndarray, mask: np.ndarray, logit: np.ndarray, share: float) -> bool:
+    """Whether ``proposal`` adds feature cells to ``mask`` (both over the area of the ``logit`` grid) and at
+    least ``share`` of them have a positive logit (the memory calls them the object)."""
+    added = (cell_coverage(proposal, logit.shape) >= 0.5) & (cell_coverage(mask, logit.shape) < 0.5)
+    return bool(added.any()) and float((logit[added] > 0).mean()) >= share
 
 
 def _without_specks(mask: np.ndarray, least: float = 0.1) -> np.ndarray:
