@@ -24,8 +24,9 @@ Per frame (features and flow at a reduced working size, masks at full resolution
              memory calls most of the cells it adds the object;
   6. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
   7. overlaps between objects go to the object with the strongest evidence.
-The confidence is the mean foreground probability over the mask's cells. Key frames only learn
-foreground cells that the memory already recognises, so a mask that slipped does not teach it.
+The confidence is the mean foreground probability over the mask's cells. Key frames only learn cells
+the memory already agrees with (foreground it calls foreground, background it calls background), so a
+mask that slipped or shrank does not teach it its error.
 """
 
 from __future__ import annotations
