@@ -290,11 +290,15 @@ def _window(cells: np.ndarray, margin: float) -> tuple[int, int, int, int] | Non
     return max(0, y0 - dy), min(rows, y1 + dy), max(0, x0 - dx), min(cols, x1 + dx)
 
 
+def _disc(radius: int) -> np.ndarray:
+    """Structuring element: a disc of ``radius`` pixels."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
 def _color_vote(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray:
     """Per pixel in [-1, 1]: how much more the pixel's colour is like the mask's interior than like its
     surroundings, within ``band`` pixels of the mask's boundary (0 elsewhere)."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)
-    m = mask.astype(np.uint8)
+    m, kernel = mask.astype(np.uint8), _disc(band)
     inner, outer = cv2.erode(m, kernel) > 0, cv2.dilate(m, kernel) > 0
     if not inner.any() or outer.all():
         return np.zeros(mask.shape, np.float32)
@@ -322,7 +326,7 @@ def _grabcut_regrow(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray 
     if not core.any():
         return None
     seeds = np.full(m.shape, cv2.GC_BGD, np.uint8)
-    seeds[cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)) > 0] = cv2.GC_PR_BGD
+    seeds[cv2.dilate(m, _disc(band)) > 0] = cv2.GC_PR_BGD
     seeds[m > 0] = cv2.GC_PR_FGD
     seeds[core] = cv2.GC_FGD
     try:
