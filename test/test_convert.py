@@ -228,3 +228,30 @@ def test_label_image_holds_ids_in_mono16_and_mono8():
     assert small.dtype == np.uint8 and (small[3] == 2).all() and (small[0] == 0).all()
     msg = convert.array_to_image(labels, "mono16")
     assert np.array_equal(convert.image_to_array(msg), labels)
+
+
+def test_compressed_headers_give_the_size_before_decoding_and_bombs_are_refused():
+    import struct
+    import zlib
+    from sensor_msgs.msg import CompressedImage
+    for ext in (".png", ".jpg"):
+        data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
+        assert convert.compressed_shape(CompressedImage(format=ext, data=data)) == (37, 53)
+    # 69 bytes that declare 40000x40000: refused from the header, nothing decoded
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with pytest.raises(convert.InputError, match="40000x40000 = 1600000000 pixels, over max_image_pixels") as exc:
+        convert.compressed_shape(CompressedImage(format="png", data=png), max_pixels=4096 * 2160)
+    assert exc.value.reason == "too_large"
+    with pytest.raises(convert.InputError) as exc:
+        convert.compressed_shape(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xda\x00\x02"))
+    assert exc.value.reason == "compressed"
+    with pytest.raises(convert.InputError) as exc:  # the header passes, the data does not decode
+        convert.decode_compressed(CompressedImage(format="png", data=png))
+    assert exc.value.reason == "compressed"
+
+
+def test_id_ranges_make_one_short_line_of_many_ids():
+    assert convert.id_ranges([5, 1, 2, 3, 9]) == "1..3, 5, 9"
+    assert convert.id_ranges(range(1, 100_001)) == "1..100000"
+    assert convert.id_ranges(range(0, 40, 2), limit=3) == "0, 2, 4, ..."

@@ -106,3 +106,20 @@ def test_target_shape_is_known_for_their_own_frame_or_a_zero_stamp_and_deferred_
     buf.push(2, "new size", np.zeros((3, 4, 3), np.uint8))
     assert buf.shape_for(1) == (6, 8) and buf.shape_for(0) == (3, 4)
     assert buf.shape_for(3) is None  # a frame still in transit may have another size: checked when it starts
+
+
+def test_targets_for_an_id_already_waiting_replace_it():
+    buf = FrameBuffer(4)
+    push(buf, 1)
+    buf.add_targets(0, [Target(1, "old"), Target(2, "two")])
+    buf.add_targets(0, [Target(1, "new")])
+    job = buf.take(0.1)
+    assert sorted((t.obj_id, t.label) for t in job.targets) == [(1, "new"), (2, "two")]
+
+
+def test_requeued_targets_yield_to_newer_ones():
+    buf = FrameBuffer(4)
+    buf.add_targets(0, [Target(1, "newer")])
+    buf.requeue([Target(1, "older"), Target(3, "three")])
+    push(buf, 1)
+    assert sorted((t.obj_id, t.label) for t in buf.take(0.1).targets) == [(1, "newer"), (3, "three")]

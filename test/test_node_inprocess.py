@@ -170,11 +170,11 @@ def test_malformed_targets_are_rejected_one_by_one(tracker, probe):
     for piece in expected:
         assert piece in text
     assert len(response.rejections) == 9
-    probe.wait_log("rejected target 6: mask is 10x10")
+    probe.wait_log("rejected target 5: mask is empty (and 1 more: mask)")  # one line per reason
     publish_sequence(probe, [1, 2], targets_on=-1)
     assert [o.id for o in probe.tracks[-1].objects] == [1]
     diag = probe.latest_diagnostics()
-    assert diag["rejected.box"] == "3" and diag["rejected.mask"] == "2" and diag["rejected.id_range"] == "2"
+    assert diag["rejected_targets.box"] == "3" and diag["rejected_targets.mask"] == "2" and diag["rejected_targets.id_range"] == "2"
 
 
 def test_services_add_remove_readd_and_reset(tracker, probe):
@@ -187,7 +187,7 @@ def test_services_add_remove_readd_and_reset(tracker, probe):
 
     response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=[2, 9]))
     assert not response.success and list(response.removed_ids) == [2] and list(response.unknown_ids) == [9]
-    probe.wait_log("rejected remove: id 9 is not tracked")
+    probe.wait_log("rejected remove: 1 unknown id: 9")
     publish_sequence(probe, [2], targets_on=-1)
     assert [o.id for o in probe.tracks[-1].objects] == [1]
 
@@ -259,17 +259,91 @@ def test_faults_are_published_and_too_many_reset_and_restart_from_the_last_good_
     assert probe.latest_diagnostics()["fault_resets"] == "1"
 
 
-def test_a_resolution_change_resets_tracking(tracker, probe):
-    small = make_sequence("translation", n_frames=2, size=(60, 80), n_objects=1)
-    tracker()
+def test_a_stray_frame_of_another_size_is_refused_and_a_persistent_one_restarts_tracking(tracker, probe):
+    small = make_sequence("translation", n_frames=3, size=(60, 80), n_objects=1)
+    tracker(resolution_change_frames=2)
     publish_sequence(probe, [0, 1])
-    probe.send_targets(small.targets(), 50 * NS)  # for the new size, sent before its first frame arrives
-    probe.publish_frame(small.frame(0)[0], 50 * NS)
-    probe.wait_log("resolution changed from 160x120 to 80x60: tracking reset")
-    tracks = probe.wait_tracks(3)
+    probe.publish_frame(np.zeros((1, 1, 3), np.uint8), 40 * NS)  # one stray frame: refused, objects kept
+    probe.wait_log("rejected image: image is 1x1 while tracking 160x120: refused until the new size comes 2 times")
+    publish_sequence(probe, [2], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
+    probe.send_targets(small.targets(), 0)  # zero stamp: checked against the frame it starts on
+    probe.publish_frame(small.frame(0)[0], 50 * NS)  # the first of the new size: refused
+    probe.publish_frame(small.frame(1)[0], 51 * NS)  # the second in a row: accepted, tracking restarts
+    probe.wait_log("resolution changed from 160x120 to 80x60: tracking reset, objects 1..2 dropped")
+    tracks = probe.wait_tracks(4)
     assert [(o.id, o.present) for o in tracks[-1].objects] == [(1, True)]
-    assert iou(full_mask(tracks[-1].objects[0], (60, 80)), small.frame(0)[1][1]) > 0.99
-    assert probe.latest_diagnostics()["resolution_resets"] == "1"
+    assert iou(full_mask(tracks[-1].objects[0], (60, 80)), small.frame(0)[1][1]) > 0.99  # its init mask
+    diag = probe.latest_diagnostics()
+    assert diag["resolution_resets"] == "1" and diag["rejected_images.resolution_mismatch"] == "2"
+    assert len(probe.tracks) == 4  # refused frames yield no output, and are counted instead
+    assert int(diag["frames_processed"]) + int(diag["frames_dropped"]) + int(diag["frames_waiting"]) \
+        + int(diag["rejected_images_total"]) == int(diag["frames_received"]) == 6
+
+
+def test_images_over_max_image_pixels_are_refused_from_their_header(tracker, probe):
+    from dds_helpers import image_msg
+    tracker(max_image_pixels=160 * 120)
+    publish_sequence(probe, [0])
+    big = image_msg(np.zeros((121, 160, 3), np.uint8), 5 * NS)
+    probe.image_pub.publish(big)
+    probe.wait_log("rejected image: image is 160x121 = 19360 pixels, over max_image_pixels=19200")
+    publish_sequence(probe, [1], targets_on=-1)
+    assert probe.latest_diagnostics()["rejected_images.too_large"] == "1"
+
+
+def test_an_unexpected_exception_in_a_callback_is_counted_and_the_node_goes_on(tracker, probe, monkeypatch):
+    from hqsmem_ros.ros import convert
+    node = tracker()
+    publish_sequence(probe, [0])
+    real = convert.image_shape
+    calls = []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(convert, "image_shape", broken_once)
+    probe.publish_frame(SEQ.frame(1)[0], 2 * NS // 10)
+    probe.wait_log("on_image: internal_error: RuntimeError: injected")
+    monkeypatch.setattr(node._buffer, "discard_targets", lambda ids: 1 / 0)
+    response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=[1]))
+    assert not response.success and "internal_error: ZeroDivisionError" in response.message
+    publish_sequence(probe, [2], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
+    diag = probe.latest_diagnostics()
+    assert diag["rejected_images.internal_error"] == "1" and diag["rejected_requests.internal_error"] == "1"
+
+
+def test_targets_for_one_id_before_a_frame_merge_and_add_targets_answers_max_objects_now(tracker, probe):
+    tracker(**{"tracker.max_objects": 2})
+    publish_sequence(probe, [0], targets_on=-1)
+    first, second = SEQ.targets()
+    probe.send_targets([first], 0)
+    probe.send_targets([first, second], 0)  # id 1 again before the next frame: the latest wins
+    many = [Target(i, box=(1.0, 1.0, 20.0, 20.0)) for i in range(3, 40)]
+    response = probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg(many, 0)))
+    assert list(response.accepted_ids) == [] and len(response.rejections) == 37
+    assert "target 3: max_objects=2 already tracked or waiting" in response.rejections[0]
+    probe.wait_log("rejected target 3: max_objects=2 already tracked or waiting (and 36 more: max_objects)")
+    publish_sequence(probe, [1], targets_on=-1)
+    assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
+    assert not any("target 1" in line or "target 2" in line for line in probe.logs if "rejected" in line)
+
+
+def test_huge_requests_are_answered_at_once_and_logged_in_one_line(tracker, probe):
+    import time
+    tracker()
+    publish_sequence(probe, [0])
+    start = time.monotonic()
+    response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=list(range(1, 100_001))))
+    assert time.monotonic() - start < 1.0
+    assert not response.success and "100000 ids in one request, over the limit of 4096" in response.message
+    response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=list(range(3, 4000))))
+    assert list(response.unknown_ids) == list(range(3, 4000))
+    probe.wait_log("rejected remove: 3997 unknown ids: 3..3999")
+    assert sum("unknown ids" in line for line in probe.logs) == 1
 
 
 def test_lifecycle_deactivate_stops_processing_and_cleanup_releases_the_tracker(tracker, probe):
@@ -327,7 +401,7 @@ def test_duplicate_and_older_stamps_are_rejected_and_a_restarted_clock_is_accept
     last = publish(4, 0, True)
     assert len(probe.tracks) == 5 and [o.present for o in last.objects] == [True, True]
     diag = probe.latest_diagnostics()
-    assert (diag["rejected.duplicate_stamp"], diag["rejected.old_stamp"], diag["stamp_jumps_back"]) == ("1", "1", "1")
+    assert (diag["rejected_images.duplicate_stamp"], diag["rejected_images.old_stamp"], diag["stamp_jumps_back"]) == ("1", "1", "1")
     assert int(diag["frames_received"]) == 7 and diag["frames_processed"] == "5"
 
 

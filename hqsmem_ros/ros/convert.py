@@ -28,6 +28,8 @@ ENCODINGS: dict[str, tuple[int, type]] = {
 }
 MASK_ENCODINGS = ("mono8", "8UC1")
 MAX_ID = 65535
+MAX_REQUEST_ITEMS = 4096  # targets or ids in one message or request; more is rejected whole
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
 
 
 class InputError(ValueError):
@@ -39,13 +41,21 @@ class InputError(ValueError):
 
 
 # -- images ------------------------------------------------------------------------------------------
-def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None) -> np.ndarray:
-    """The pixels of ``msg`` as (H, W) or (H, W, C) in the encoding's own dtype and channel order."""
+def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> tuple[int, int]:
+    if width == 0 or height == 0:
+        raise InputError("empty_image", f"{what} is empty ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError("too_large", f"{what} is {width}x{height} = {width * height} pixels, over "
+                                      f"max_image_pixels={max_pixels}")
+    return height, width
+
+
+def image_shape(msg: Image, encodings: tuple[str, ...] | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """(H, W) of a raw Image after every check that needs no copy of its data (cheap: header and length)."""
     allowed = encodings or tuple(ENCODINGS)
     if msg.encoding not in allowed:
         raise InputError("encoding", f"encoding '{msg.encoding}' is not supported ({', '.join(allowed)})")
-    if msg.width == 0 or msg.height == 0:
-        raise InputError("empty_image", f"image is empty ({msg.width}x{msg.height})")
+    shape = _check_size(msg.width, msg.height, max_pixels, "image")
     channels, dtype = ENCODINGS[msg.encoding]
     row = msg.width * channels * np.dtype(dtype).itemsize
     if msg.step < row:
@@ -54,6 +64,14 @@ def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None) -> np.n
     if len(msg.data) != msg.step * msg.height:
         raise InputError("data_size", f"data is {len(msg.data)} bytes, expected step*height = "
                                       f"{msg.step}*{msg.height} = {msg.step * msg.height}")
+    return shape
+
+
+def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None) -> np.ndarray:
+    """The pixels of ``msg`` as (H, W) or (H, W, C) in the encoding's own dtype and channel order."""
+    image_shape(msg, encodings)
+    channels, dtype = ENCODINGS[msg.encoding]
+    row = msg.width * channels * np.dtype(dtype).itemsize
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
     order = ">" if msg.is_bigendian else "<"
     pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order)).astype(dtype, copy=False)
@@ -88,11 +106,45 @@ def decode_image(msg: Image) -> np.ndarray:
     return to_rgb(image_to_array(msg), msg.encoding)
 
 
+def compressed_shape(msg: CompressedImage, max_pixels: int | None = None) -> tuple[int, int]:
+    """(H, W) that a PNG or JPEG CompressedImage declares in its header, read without decoding it, so that a
+    small file declaring a huge image is refused before any memory is spent on it."""
+    data = bytes(msg.data[:65536]) if len(msg.data) > 65536 else bytes(msg.data)
+    what = f"compressed image ({msg.format!r}, {len(msg.data)} bytes)"
+    if not data:
+        raise InputError("empty_image", f"compressed image ({msg.format!r}) has no data")
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        return _check_size(int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), max_pixels, what)
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                break
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers: no length
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if marker in _JPEG_SOF and i + 9 <= len(data):
+                return _check_size(int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big"),
+                                   max_pixels, what)
+            if marker == 0xDA or length < 2:  # image data before any frame header
+                break
+            i += 2 + length
+    raise InputError("compressed", f"{what} has no PNG or JPEG header that declares its size")
+
+
 def decode_compressed(msg: CompressedImage) -> np.ndarray:
-    """RGB uint8 from a JPEG/PNG CompressedImage (any format OpenCV reads)."""
+    """RGB uint8 from a JPEG/PNG CompressedImage (check its header with ``compressed_shape`` first)."""
     if len(msg.data) == 0:
         raise InputError("empty_image", f"compressed image ({msg.format!r}) has no data")
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own limits (e.g. CV_IO_MAX_IMAGE_PIXELS): the same answer as unreadable data
+        bgr = None
     if bgr is None or bgr.size == 0:
         raise InputError("compressed", f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be "
                                        "decoded")
@@ -180,6 +232,32 @@ def check_targets(targets: list[Target], shape: tuple[int, int]) -> tuple[list[T
             errors.append(InputError("mask", str(exc)))
         except InputError as exc:
             errors.append(exc)
+    return ok, errors
+
+
+def id_ranges(ids: Iterable[int], limit: int = 8) -> str:
+    """'1..5, 9, 12..40' for sorted ids, at most ``limit`` runs (then '...'): one log line for many ids."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}..{b}" if b > a else str(a) for a, b in runs[:limit])
+    return text + (", ..." if len(runs) > limit else "")
+
+
+def check_boxes(targets: list[Target]) -> tuple[list[Target], list[InputError]]:
+    """The box checks that need no image size (finite, non-negative, positive area); reason ``box``."""
+    unbounded = (np.iinfo(np.int32).max,) * 2  # no box lies outside it
+    ok, errors = [], []
+    for tg in targets:
+        try:
+            if tg.box is not None:
+                check_target(Target(tg.obj_id, box=tg.box), unbounded)
+            ok.append(tg)
+        except TargetError as exc:
+            errors.append(InputError("box", str(exc)))
     return ok, errors
 
 

@@ -12,6 +12,9 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from ..core.types import FrameResult
 
 _WINDOW = 200  # latency samples kept per stage
+# What a rejection was of: images (their total makes received = processed + dropped + waiting +
+# rejected_images_total readable from /diagnostics alone), targets, service requests, timer callbacks.
+KINDS = ("images", "targets", "requests", "timers")
 
 
 class NodeStats:
@@ -21,7 +24,8 @@ class NodeStats:
         self._lock = threading.Lock()
         self.images = 0  # image messages received, valid or not
         self.processed = 0
-        self.rejected: Counter[str] = Counter()
+        self.rejected: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
+        self.late_image_rejections = 0  # rejected after entering the frame buffer (decode on the worker)
         self.faults = 0
         self.fault_resets = 0
         self.resolution_resets = 0
@@ -30,9 +34,10 @@ class NodeStats:
         self._latency: dict[str, deque[float]] = {}
         self._mark = (time.monotonic(), 0, 0, 0, 0)  # time, images, processed, faults, rejected at last report
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, kind: str = "images", late: bool = False) -> None:
         with self._lock:
-            self.rejected[reason] += 1
+            self.rejected[kind][reason] += 1
+            self.late_image_rejections += late
 
     def image_in(self) -> None:
         with self._lock:
@@ -51,7 +56,7 @@ class NodeStats:
         with self._lock:
             now = time.monotonic()
             t0, images0, processed0, faults0, rejected0 = self._mark
-            rejected = sum(self.rejected.values())
+            rejected = sum(sum(c.values()) for c in self.rejected.values())
             self._mark = (now, self.images, self.processed, self.faults, rejected)
             dt = max(now - t0, 1e-6)
             last = self.last
@@ -60,14 +65,16 @@ class NodeStats:
                 "input_fps": f"{(self.images - images0) / dt:.2f}",
                 "processed_fps": f"{(self.processed - processed0) / dt:.2f}",
                 "frames_received": self.images, "frames_processed": self.processed, "frames_dropped": dropped,
-                "frames_waiting": received - self.processed - dropped,
+                "frames_waiting": received - self.processed - dropped - self.late_image_rejections,
+                "rejected_images_total": sum(self.rejected["images"].values()),
                 "faults": self.faults, "fault_resets": self.fault_resets, "resolution_resets": self.resolution_resets,
                 "stamp_jumps_back": self.stamp_jumps_back,
                 "memory_frames": last.memory_frames if last else 0,
                 "objects_present": sum(o.present for o in last.objects) if last else 0,
                 "objects_absent": sum(not o.present for o in last.objects) if last else 0,
             }
-            values.update({f"rejected.{reason}": n for reason, n in sorted(self.rejected.items())})
+            for kind, counts in self.rejected.items():
+                values.update({f"rejected_{kind}.{reason}": n for reason, n in sorted(counts.items())})
             for stage, samples in sorted(self._latency.items()):
                 p50, p90, p99 = np.percentile(np.asarray(samples) * 1e3, [50, 90, 99])
                 values.update({f"latency_ms.{stage}.p50": f"{p50:.1f}", f"latency_ms.{stage}.p90": f"{p90:.1f}",

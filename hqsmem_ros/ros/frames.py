@@ -5,6 +5,10 @@ counted). Recent frames stay held in a small ring so that a TargetArray stamped 
 start on exactly that frame: if it has not been processed yet the worker takes it next (then the
 newer frames), otherwise the targets start on the next frame processed, as do zero-stamped and
 unknown-stamped targets. Received = processed + dropped + waiting, at every moment.
+
+A frame is held as it arrived (e.g. the image message): only the frame the worker takes is decoded,
+so frames that will be dropped cost no decode. Targets for an id already waiting replace it (the
+latest wins: one initialisation per id and frame).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ class HeldFrame:
     seq: int  # arrival order (stamps need not be monotonic)
     stamp_ns: int
     header: Any  # the input's std_msgs/Header, published unchanged with the result
-    rgb: np.ndarray
+    pixels: Any  # what the worker decodes (the image message), or the pixels themselves
+    shape: tuple[int, int]  # (H, W), known before decoding
 
 
 @dataclass
@@ -44,9 +49,11 @@ class FrameBuffer:
         self.received = 0
         self.dropped = 0
 
-    def push(self, stamp_ns: int, header: Any, rgb: np.ndarray) -> None:
+    def push(self, stamp_ns: int, header: Any, pixels: Any, shape: tuple[int, int] | None = None) -> None:
+        """Hold a frame; ``shape`` (H, W) may be left out when ``pixels`` is an array."""
         with self._cond:
-            self._ring.append(HeldFrame(self.received, stamp_ns, header, rgb))
+            shape = tuple(shape or np.shape(pixels)[:2])
+            self._ring.append(HeldFrame(self.received, stamp_ns, header, pixels, shape))
             self.received += 1
             if len(self._ring) > self._ring_size:
                 old = self._ring.popleft()
@@ -61,11 +68,12 @@ class FrameBuffer:
         still in transit, possibly at a new resolution): those targets are checked when they start."""
         with self._cond:
             frame = self._find(stamp_ns) if stamp_ns else (self._ring[-1] if self._ring else None)
-            return frame.rgb.shape[:2] if frame else None
+            return frame.shape if frame else None
 
     def add_targets(self, stamp_ns: int, targets: list[Target]) -> str:
-        """Queue targets; returns where they start (for the log)."""
+        """Queue targets, replacing waiting ones of the same ids; returns where they start (for the log)."""
         with self._cond:
+            self._drop_waiting({t.obj_id for t in targets})
             frame = self._find(stamp_ns) if stamp_ns else None
             if frame is not None and frame.seq > self._taken:
                 self._for_frame.setdefault(frame.seq, []).extend(targets)
@@ -78,14 +86,19 @@ class FrameBuffer:
             self._cond.notify()
             return where
 
+    def requeue(self, targets: list[Target]) -> None:
+        """Targets of a frame that could not be processed: they start on the next one, unless newer targets
+        for their ids are already waiting."""
+        with self._cond:
+            waiting = {t.obj_id for t in self._waiting()}
+            self._for_next = [t for t in targets if t.obj_id not in waiting] + self._for_next
+
     def discard_targets(self, obj_ids: Iterable[int]) -> set[int]:
         """Drop waiting targets with these ids; returns the ids that were waiting."""
         ids = set(obj_ids)
         with self._cond:
             found = {t.obj_id for t in self._waiting() if t.obj_id in ids}
-            self._for_next = [t for t in self._for_next if t.obj_id not in ids]
-            for seq, targets in self._for_frame.items():
-                self._for_frame[seq] = [t for t in targets if t.obj_id not in ids]
+            self._drop_waiting(ids)
             return found
 
     def waiting_ids(self) -> set[int]:
@@ -119,6 +132,11 @@ class FrameBuffer:
 
     def _find(self, stamp_ns: int) -> HeldFrame | None:
         return next((f for f in reversed(self._ring) if f.stamp_ns == stamp_ns), None)
+
+    def _drop_waiting(self, ids: set[int]) -> None:
+        self._for_next = [t for t in self._for_next if t.obj_id not in ids]
+        for seq, targets in self._for_frame.items():
+            self._for_frame[seq] = [t for t in targets if t.obj_id not in ids]
 
     def _waiting(self) -> list[Target]:
         return self._for_next + [t for ts in self._for_frame.values() for t in ts]

@@ -6,7 +6,8 @@
     deactivate  unsubscribe, drop waiting frames; the tracker keeps its objects
     cleanup     stop the worker, release the tracker
 
-The executor only converts and queues; the worker thread runs the tracker on the newest frame (see
+The executor only checks headers and queues (no decoding: ``frames.FrameBuffer`` holds the messages);
+the worker thread decodes the one frame it takes and runs the tracker on the newest frame (see
 ``frames.FrameBuffer``) and publishes exactly one ``tracks`` message per processed frame. Every tracker
 call (process, remove, reset, configure) holds ``self._lock``: the core tracker is not thread-safe.
 
@@ -18,11 +19,13 @@ objects kept. Zero stamps are never checked; activation restarts the ordering.
 
 Too many images: the subscription keeps one sample and ``frames.FrameBuffer`` a ring of
 ``frame_ring_size``; frames the worker skips are dropped and counted (frames_received =
-frames_processed + frames_dropped + frames_waiting + rejected images).
+frames_processed + frames_dropped + frames_waiting + rejected_images_total). No callback raises out of
+the executor (``_guarded``): an unexpected exception is a counted ``internal_error``.
 
 Degraded states:
-- a resolution change mid-stream resets the tracker (the objects' masks no longer fit); the node logs
-  it, counts it, and tracks targets sent for the new resolution;
+- frames of another size are refused until the size persists (``core.resolution.ResolutionGate``);
+  then the tracker resets (the objects' masks no longer fit), the node logs it, counts it, and tracks
+  targets sent for the new resolution;
 - ``fault_limit`` consecutive tracker faults reset the tracker and restart every object from its last
   good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since);
 - an error outside the tracker (e.g. publishing) is logged and the worker goes on with the next frame;
@@ -31,6 +34,7 @@ Degraded states:
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -49,6 +53,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.factory import Settings, build_tracker
+from ..core.resolution import ResolutionGate, Verdict
 from ..core.tracker import HQSMemTracker
 from ..core.types import Target
 from ..msg import TargetArray, TrackedObjectArray
@@ -63,6 +68,27 @@ IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Rel
                        durability=DurabilityPolicy.VOLATILE)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 REPEAT_LOG_PERIOD_S = 5.0
+
+
+def _guarded(kind: str):
+    """No callback may raise out of the executor (that ends the process): an unexpected exception becomes a
+    counted ``internal_error`` rejection of ``kind``, logged with its type; a service still answers."""
+    def wrap(callback):
+        @functools.wraps(callback)
+        def guarded(self, *args):
+            try:
+                return callback(self, *args)
+            except Exception as exc:
+                self._stats.reject("internal_error", kind)
+                self.get_logger().error(f"{callback.__name__[1:]}: internal_error: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=REPEAT_LOG_PERIOD_S)
+                if len(args) == 2:  # a service: (request, response)
+                    response = args[1]
+                    response.success, response.message = False, f"internal_error: {type(exc).__name__}: {exc}"
+                    return response
+                return None
+        return guarded
+    return wrap
 
 
 class TrackerNode(LifecycleNode):
@@ -144,6 +170,8 @@ class TrackerNode(LifecycleNode):
         log.info(backend_line)
         self._backend_name, self._device = self.tracker.backend.name, self.tracker.backend.device
         self._buffer = FrameBuffer(self._config.frame_ring_size)
+        self._resolution = ResolutionGate(self._config.resolution_change_frames)
+        self._decode = convert.decode_compressed if self._config.compressed else convert.decode_image
         self._shape, self._last_good = None, {}
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
         self._label_pub = self.create_lifecycle_publisher(Image, "tracks/label_image", OUTPUT_QOS)
@@ -234,44 +262,77 @@ class TrackerNode(LifecycleNode):
         self.destroy_node()
 
     # -- inputs (executor thread) ----------------------------------------------------------------
+    @_guarded("images")
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self._stats.image_in()
         stamp = _stamp_ns(msg.header.stamp)
-        try:
-            jumped_back = convert.check_stamp(stamp, self._last_stamp)  # first: cheap, before decoding
-            rgb = convert.decode_compressed(msg) if self._config.compressed else convert.decode_image(msg)
+        limit = self._config.max_image_pixels
+        try:  # header checks only: the worker decodes the one frame it takes
+            jumped_back = convert.check_stamp(stamp, self._last_stamp)
+            shape = (convert.compressed_shape(msg, limit) if self._config.compressed
+                     else convert.image_shape(msg, max_pixels=limit))
+            tracked = self._resolution.size
+            verdict = self._resolution.observe(shape)
+            if verdict is Verdict.MISMATCH:
+                raise convert.InputError("resolution_mismatch", (
+                    f"image is {shape[1]}x{shape[0]} while tracking {tracked[1]}x{tracked[0]}: refused until the new "
+                    f"size comes {self._resolution.frames} times in a row (resolution_change_frames)"))
         except convert.InputError as exc:
-            self._reject(exc, "rejected image: ", throttle=True)
+            self._reject(exc, "images", "rejected image: ", throttle=True)
             return
+        if verdict is Verdict.CHANGED:
+            self.get_logger().warning(
+                f"resolution changes from {tracked[1]}x{tracked[0]} to {shape[1]}x{shape[0]} "
+                f"({self._resolution.frames} frames in a row): tracking restarts on the new size",
+                throttle_duration_sec=REPEAT_LOG_PERIOD_S)
         if jumped_back:
             self._stats.stamp_jumps_back += 1
             self.get_logger().warning(
                 f"image stamp jumped back from {self._last_stamp * 1e-9:.9f} to {stamp * 1e-9:.9f} (restarted clock: "
-                "bag loop, simulation reset?): accepted, stamp order restarts here")
+                "bag loop, simulation reset?): accepted, stamp order restarts here",
+                throttle_duration_sec=REPEAT_LOG_PERIOD_S)
         if stamp:
             self._last_stamp = stamp
-        self._buffer.push(stamp, msg.header, rgb)
+        self._buffer.push(stamp, msg.header, msg, shape)
 
+    @_guarded("targets")
     def _on_targets(self, msg: TargetArray) -> None:
         self._queue_targets(msg)
 
     def _queue_targets(self, msg: TargetArray) -> tuple[list[int], list[str]]:
-        """Check and queue a TargetArray; returns the accepted ids and one line per rejected target."""
+        """Check and queue a TargetArray; returns the accepted ids and one line per rejected target. What can
+        be known now is checked now (ids, boxes, masks, the frame's size where it is held, max_objects)."""
+        if len(msg.targets) > convert.MAX_REQUEST_ITEMS:
+            exc = convert.InputError("too_many_items", f"{len(msg.targets)} targets in one message, over the limit "
+                                                       f"of {convert.MAX_REQUEST_ITEMS}: none taken")
+            self._reject(exc, "targets", "rejected targets: ")
+            return [], [str(exc)]
         max_id = 255 if self._config.label_encoding == "mono8" else convert.MAX_ID
         targets, errors = convert.targets_from_msg(msg, max_id)
         stamp = _stamp_ns(msg.header.stamp)
-        shape = self._buffer.shape_for(stamp)
-        if shape is not None:
-            targets, more = convert.check_targets(targets, shape)
-            errors += more
-        for exc in errors:
-            self._reject(exc, "rejected ")
-        if targets:
-            where = self._buffer.add_targets(stamp, targets)
-            self.get_logger().info(f"targets {', '.join(str(t.obj_id) for t in targets)} "
+        # A held frame's size is known now; zero-stamped targets start on the next frame processed, whose
+        # size only that frame knows: their boxes are checked for what needs no size, the rest on arrival.
+        shape = self._buffer.shape_for(stamp) if stamp else None
+        targets, more = convert.check_targets(targets, shape) if shape else convert.check_boxes(targets)
+        errors += more
+        known = set(self.tracker.object_ids) | self._buffer.waiting_ids()
+        room, fits = self._settings.tracker.max_objects - len(known), []
+        for t in targets:
+            if t.obj_id in known or room > 0:
+                room -= t.obj_id not in known
+                known.add(t.obj_id)
+                fits.append(t)
+            else:
+                errors.append(convert.InputError("max_objects", f"target {t.obj_id}: max_objects="
+                                                 f"{self._settings.tracker.max_objects} already tracked or waiting"))
+        self._reject_all(errors, "targets", "rejected ")
+        if fits:
+            where = self._buffer.add_targets(stamp, fits)
+            self.get_logger().info(f"targets {convert.id_ranges(t.obj_id for t in fits)} "
                                    f"(stamp {stamp * 1e-9:.9f}) start on {where}")
-        return [t.obj_id for t in targets], [str(e) for e in errors]
+        return [t.obj_id for t in fits], [str(e) for e in errors]
 
+    @_guarded("requests")
     def _on_add_targets(self, request: AddTargets.Request, response: AddTargets.Response) -> AddTargets.Response:
         if not self._active:
             response.success, response.message = False, "node is not active"
@@ -281,8 +342,15 @@ class TrackerNode(LifecycleNode):
         response.message = (f"accepted {len(response.accepted_ids)}, rejected {len(response.rejections)}")
         return response
 
+    @_guarded("requests")
     def _on_remove_targets(self, request: RemoveTargets.Request,
                            response: RemoveTargets.Response) -> RemoveTargets.Response:
+        if len(request.ids) > convert.MAX_REQUEST_ITEMS:
+            exc = convert.InputError("too_many_items", f"{len(request.ids)} ids in one request, over the limit of "
+                                                       f"{convert.MAX_REQUEST_ITEMS}: nothing removed")
+            self._reject(exc, "requests", "rejected remove: ")
+            response.success, response.message = False, str(exc)
+            return response
         with self._lock:
             waiting = self._buffer.discard_targets(request.ids)
             tracked = set(self.tracker.object_ids)
@@ -290,13 +358,15 @@ class TrackerNode(LifecycleNode):
             self.tracker.remove([i for i in removed if i in tracked])
             for i in removed:
                 self._last_good.pop(i, None)
-        for i in unknown:
-            self._reject(convert.InputError("unknown_id", f"id {i} is not tracked"), "rejected remove: ")
+        if unknown:
+            self._reject_all([convert.InputError("unknown_id", f"{len(unknown)} unknown id{'s' * (len(unknown) > 1)}: "
+                                                 f"{convert.id_ranges(unknown)}")], "requests", "rejected remove: ")
         response.removed_ids, response.unknown_ids = removed, unknown
         response.success = not unknown
         response.message = f"removed {len(removed)}, unknown {len(unknown)}"
         return response
 
+    @_guarded("requests")
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             dropped = len(self.tracker.object_ids)
@@ -308,15 +378,27 @@ class TrackerNode(LifecycleNode):
         self.get_logger().info(response.message)
         return response
 
-    def _reject(self, exc: convert.InputError, prefix: str, throttle: bool = False) -> None:
-        """Count a rejected input and log it. Throttled (images: a broken camera must not flood the log),
-        a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
-        self._stats.reject(exc.reason)
-        now = time.monotonic()
-        if throttle and now - self._last_logged.get(exc.reason, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
+    def _reject(self, exc: convert.InputError, kind: str, prefix: str, throttle: bool = False,
+                late: bool = False) -> None:
+        """Count a rejected input (of ``kind``, diagnostics.KINDS) and log it. Throttled (images: a broken
+        camera must not flood the log), a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
+        self._stats.reject(exc.reason, kind, late)
+        now, key = time.monotonic(), f"{kind}.{exc.reason}"
+        if throttle and now - self._last_logged.get(key, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
             return
-        self._last_logged[exc.reason] = now
+        self._last_logged[key] = now
         self.get_logger().warning(f"{prefix}{exc}")
+
+    def _reject_all(self, errors: list[convert.InputError], kind: str, prefix: str) -> None:
+        """Count every rejection of one message; log one line per reason (its first item and how many more)."""
+        by_reason: dict[str, list[convert.InputError]] = {}
+        for exc in errors:
+            by_reason.setdefault(exc.reason, []).append(exc)
+        for reason, items in by_reason.items():
+            for exc in items[1:]:
+                self._stats.reject(reason, kind)
+            more = f" (and {len(items) - 1} more: {reason})" if len(items) > 1 else ""
+            self._reject(convert.InputError(reason, f"{items[0]}{more}"), kind, prefix)
 
     # -- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -334,19 +416,26 @@ class TrackerNode(LifecycleNode):
                                         f"{exc}", throttle_duration_sec=5.0)
 
     def _process(self, job: Job) -> None:
-        rgb, header = job.frame.rgb, job.frame.header
+        header = job.frame.header
         log = self.get_logger()
         start = time.perf_counter()
+        try:
+            rgb = self._decode(job.frame.pixels)
+        except convert.InputError as exc:  # counted as a rejected image; its targets wait for the next frame
+            self._reject(exc, "images", "rejected image: ", throttle=True, late=True)
+            self._buffer.requeue(job.targets)
+            return
         with self._lock:
             tracker = self.tracker
             shape = rgb.shape[:2]
-            if self._shape is not None and shape != self._shape:
+            if self._shape is not None and shape != self._shape:  # a new size that persisted (ResolutionGate)
                 dropped = tracker.object_ids
                 tracker.reset()
                 self._last_good = {}
                 self._stats.resolution_resets += 1
                 log.warning(f"resolution changed from {self._shape[1]}x{self._shape[0]} to {shape[1]}x{shape[0]}: "
-                            f"tracking reset, objects {dropped} dropped; send new targets")
+                            f"tracking reset, objects {convert.id_ranges(dropped)} dropped; send new targets",
+                            throttle_duration_sec=REPEAT_LOG_PERIOD_S)
             self._shape = shape
             targets, errors = convert.check_targets(job.targets, shape)
             result = tracker.process(rgb, targets)
@@ -356,10 +445,8 @@ class TrackerNode(LifecycleNode):
                 self._degrade(tracker, result.status)
             else:
                 log.warning(f"tracker fault on frame {result.frame_index}: {result.status}", throttle_duration_sec=5.0)
-        for exc in errors:
-            self._reject(exc, "rejected ")
-        for line in result.rejected:
-            self._reject(convert.InputError("max_objects", line), "rejected ")
+        self._reject_all(errors + [convert.InputError("max_objects", line) for line in result.rejected], "targets",
+                         "rejected ")
         try:
             self._publish(result, rgb, header)
         finally:  # counted even if publishing fails: received = processed + dropped + waiting must hold
@@ -386,6 +473,7 @@ class TrackerNode(LifecycleNode):
             self._overlay_pub.publish(convert.array_to_image(draw_overlay(rgb, result, self._config.overlay),
                                                              "bgr8", header))
 
+    @_guarded("timers")
     def _publish_diagnostics(self) -> None:
         state = "active" if self._active else "inactive"
         status = self._stats.status(f"{self.get_name()}: tracking", self._backend_name, self._device, state,
