@@ -153,8 +153,8 @@ def test_dino_full_checkpoint_asks_for_the_backbone_file(weights_dir, tmp_path):
     net = {**{f"backbone.{k}": v for k, v in backbone.items()}, "head.last_layer.weight_g": torch.ones(65536, 1)}
     path = tmp_path / "dino_deitsmall16_pretrain_full_checkpoint.pth"
     torch.save({"student": {f"module.{k}": v for k, v in net.items()}, "teacher": net, "epoch": 100,
-                "args": argparse.Namespace(arch="vit_small", patch_size=16), "dino_loss": {"center": torch.zeros(1, 8)}},
-               path)
+                "args": argparse.Namespace(arch="vit_small", patch_size=16),
+                "dino_loss": {"center": torch.zeros(1, 8)}}, path)
     with pytest.raises(WeightsError, match="DINO full training checkpoint") as err:
         build_dino(DEFAULT.dino_model, path)
     assert "backbone-only file dino_deitsmall16_pretrain.pth (https://dl.fbaipublicfiles.com/" in str(err.value)
