@@ -29,3 +29,14 @@ def test_quick_mode_runs_every_phase_and_writes_one_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("| full pipeline |") == len(plan.objects) and "| stock DeAOT, memory |" in printed
     assert result["within_budget"]
+
+
+def test_a_failed_configuration_is_a_row_not_a_lost_run():
+    rows = [{"precision": "bf16", "error": "RuntimeError: no bf16 kernel"},
+            {"precision": "fp16", "objects": 3, "full": {"error": "OutOfMemoryError: 2 GiB"},
+             "deaot": {"error": "OutOfMemoryError: 1 GiB"}}]
+    printed = gpu_check.table(rows, {"precision": "fp16", "error": "OutOfMemoryError: 3 GiB"})
+    for text in ("| bf16 | - | failed: RuntimeError: no bf16 kernel", "| fp16 | 3 | failed: OutOfMemoryError: 2 GiB",
+                 "| memory runs | fp16 | 3 | failed: OutOfMemoryError: 3 GiB"):
+        assert text in printed
+    assert gpu_check.targets(rows, {"precision": "fp16", "error": "x"}) == {}  # nothing judged on a failure

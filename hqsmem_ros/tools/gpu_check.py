@@ -51,19 +51,20 @@ class Plan:
     run_s: float  # most seconds per speed run
     memory_frames: int
     every: int  # a memory sample every this many frames
-    memory_s: float  # most seconds for the full pipeline's memory run, and for stock DeAOT's
+    memory_s: float  # most seconds for the full pipeline's memory run
+    stock_s: float  # most seconds for stock DeAOT's
     dino_crop: int = 224
     refine_in_memory_run: bool = True
 
 
-# On the H200: 18 speed runs of <= 6 s, then 2,000 frames of each memory run (<= 100 s + <= 40 s).
+# On the H200: 18 speed runs of <= 6 s and 2,000 frames of each memory run (<= 100 s + <= 40 s): <= 250 s.
 GPU = Plan("cuda", (480, 640), (1, 3, 10), ("fp16", "fp32", "bf16"), frames=110, warmup=10, run_s=6.0,
-           memory_frames=2000, every=50, memory_s=100.0)
+           memory_frames=2000, every=50, memory_s=100.0, stock_s=40.0)
 JETSON = dataclasses.replace(GPU, precisions=("fp16",))
 # On a CPU SAM-HQ's encoder (1024 px input whatever the frame) takes seconds: it runs on one timed frame per
 # object count, and the memory run switches refinement off (refiner.enabled, a run-time parameter).
 QUICK = Plan("cpu", (96, 128), (1, 3), ("fp32",), frames=2, warmup=1, run_s=120.0, memory_frames=12, every=3,
-             memory_s=60.0, dino_crop=56, refine_in_memory_run=False)
+             memory_s=60.0, stock_s=60.0, dino_crop=56, refine_in_memory_run=False)
 
 
 def _release() -> None:
@@ -84,13 +85,17 @@ def speed_rows(plan: Plan, config: GpuPipelineConfig, until: float) -> tuple[lis
         seq = MovingObjects(plan.frames, plan.size, n)
         row = {"precision": config.precision, "objects": n}
         for name, inst in trackers.items():
-            row[name] = drive(inst, seq, plan.frames, plan.warmup,
-                              until=min(until, time.monotonic() + plan.run_s)).summary()
-        full, alone = row["full"]["frame_ms"], row["deaot"]["frame_ms"]
-        row["overhead"] = {k: full[k] / alone[k] for k in ("p50", "mean")}  # full pipeline / DeAOT alone
+            try:
+                row[name] = drive(inst, seq, plan.frames, plan.warmup,
+                                  until=min(until, time.monotonic() + plan.run_s)).summary()
+            except Exception as exc:  # one failing configuration must not cost the others' figures
+                row[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        if "error" not in row["full"] and "error" not in row["deaot"]:
+            full, alone = row["full"]["frame_ms"], row["deaot"]["frame_ms"]
+            row["overhead"] = {k: full[k] / alone[k] for k in ("p50", "mean")}  # full pipeline / DeAOT alone
         rows.append(row)
-        print(f"# {config.precision}, {n} objects: full {row['full']['fps']:.1f} fps, DeAOT alone "
-              f"{row['deaot']['fps']:.1f} fps", flush=True)
+        print(f"# {config.precision}, {n} objects: full {row['full'].get('fps', row['full'].get('error'))} fps, "
+              f"DeAOT alone {row['deaot'].get('fps', row['deaot'].get('error'))} fps", flush=True)
     return rows, trackers
 
 
@@ -109,7 +114,7 @@ def memory_rows(plan: Plan, inst: Instrumented, until: float) -> dict:
     tracker.reset()
     _release()
     stock = stock_run(backend.model, backend.runtime, seq, plan.memory_frames, config.memory.update_every, plan.every,
-                      size, until=min(until, time.monotonic() + plan.memory_s))
+                      size, until=min(until, time.monotonic() + plan.stock_s))
     _release()
     return {"objects": 3,
             "refinement": plan.refine_in_memory_run, "memory_gap": config.memory.update_every,
@@ -120,13 +125,13 @@ def memory_rows(plan: Plan, inst: Instrumented, until: float) -> dict:
 
 def targets(rows: list[dict], memory: dict | None) -> dict:
     """The issue's targets, judged on this run (fp16, 3 objects)."""
-    row = next((r for r in rows if r["precision"] == "fp16" and r["objects"] == 3), None)
+    row = next((r for r in rows if r["precision"] == "fp16" and r.get("objects") == 3), None)
     out = {}
-    if row is not None:
+    if row is not None and "overhead" in row:
         out["fps_3_objects_fp16_at_least_30"] = row["full"]["fps"] >= 30
         out["p99_3_objects_fp16_at_most_50_ms"] = row["full"]["frame_ms"]["p99"] <= 50
         out["overhead_3_objects_fp16_at_most_1.5"] = row["overhead"]["p50"] <= 1.5
-    if memory is not None and "allocated_mb" in memory["smart"]:
+    if memory is not None and "allocated_mb" in memory.get("smart", {}) and "allocated_mb" in memory["stock"]:
         out["memory_slope_under_1_mb_per_1000_frames"] = abs(memory["smart"]["allocated_mb"]["slope_per_1000"]) < 1
         out["stock_deaot_memory_grows"] = memory["stock"]["allocated_mb"]["slope_per_1000"] >= 1
     return out
@@ -143,6 +148,9 @@ def table(rows: list[dict], memory: dict | None) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def line(name, precision, objects, s, overhead=None, mem=None):
+        if "error" in s:
+            lines.append(f"| {name} | {precision} | {objects} | failed: {s['error'][:200]} |")
+            return
         cells = [name, precision, str(objects), f"{s['timed_frames']}{' (cut)' if s['truncated'] else ''}",
                  cell(s["fps"]), cell(s["frame_ms"]["p50"]), cell(s["frame_ms"]["p99"]), cell(overhead, "{:.2f}×"),
                  *(cell(_ms(s, st)) for st in STAGES)]
@@ -155,9 +163,14 @@ def table(rows: list[dict], memory: dict | None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
 
     for r in rows:
-        line("full pipeline", r["precision"], r["objects"], r["full"], r["overhead"]["p50"])
+        if "full" not in r:  # the precision failed to build
+            lines.append(f"| both pipelines | {r['precision']} | - | failed: {r['error'][:200]} |")
+            continue
+        line("full pipeline", r["precision"], r["objects"], r["full"], r.get("overhead", {}).get("p50"))
         line("DeAOT alone", r["precision"], r["objects"], r["deaot"])
-    if memory is not None:
+    if memory is not None and "error" in memory:
+        lines.append(f"| memory runs | {memory['precision']} | 3 | failed: {memory['error'][:200]} |")
+    elif memory is not None:
         precision = memory["precision"]
         line(f"full pipeline, memory{'' if memory['refinement'] else ' (refiner off)'}", precision, 3,
              memory["smart"], mem=memory["smart"])
@@ -203,11 +216,20 @@ def main(argv: list[str] | None = None) -> int:
             config = GpuPipelineConfig(str(folder), device=plan.device, precision=precision, model=args.model,
                                        sam_model=args.sam_model, dino_model=args.dino_model,
                                        dino_crop=plan.dino_crop)
-            new, trackers = speed_rows(plan, config, until)
+            try:
+                new, trackers = speed_rows(plan, config, until)
+            except Exception as exc:  # e.g. a precision the device cannot build: the others still run
+                rows.append({"precision": precision, "error": f"{type(exc).__name__}: {exc}"})
+                print(f"# {precision}: failed: {rows[-1]['error']}", flush=True)
+                continue
             rows += new
             info = info or describe(trackers["full"].tracker)
             if memory is None:  # the first precision (fp16 on a GPU): the node's default
-                memory = {"precision": precision, **memory_rows(plan, trackers["full"], until)}
+                later = (len(plan.precisions) - 1) * len(plan.objects) * 2 * plan.run_s  # kept for the others
+                try:
+                    memory = {"precision": precision, **memory_rows(plan, trackers["full"], until - later)}
+                except Exception as exc:
+                    memory = {"precision": precision, "error": f"{type(exc).__name__}: {exc}"}
             del trackers
             _release()
 
