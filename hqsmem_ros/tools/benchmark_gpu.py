@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
 import tempfile
 import time
 from collections import defaultdict
@@ -40,15 +39,6 @@ from .weights import ensure_random
 
 
 # -- measurement helpers --------------------------------------------------------------------------
-def rss_mb() -> float:
-    """Resident set size now (Linux /proc), else the peak from getrusage."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def device_mb(device: torch.device) -> tuple[float | None, float | None]:
     """(allocated, reserved) CUDA memory in MB; (None, None) on the CPU."""
     if device.type != "cuda":
@@ -337,10 +327,10 @@ def run_memory(args) -> None:
         torch.cuda.empty_cache()
     stock = stock_run(model, runtime, seq, args.frames, tracker.config.memory.update_every, args.every, size)
     for name, run in (("smart", smart), ("stock", stock)):
-        print(f"\n{name}: frame  mem_frames  mem_MB  alloc_MB  reserved_MB  rss_MB")
+        print(f"\n{name}: frame  mem_frames  mem_MB  alloc_MB  reserved_MB")
         for t, alloc, reserved, frames, nbytes in run.samples:
             print(f"{name}: {t:5d}  {frames:10d}  {nbytes / 2**20:6.1f}  {'-' if alloc is None else f'{alloc:.0f}':>8s}"
-                  f"  {'-' if reserved is None else f'{reserved:.0f}':>11s}  {rss_mb():6.0f}")
+                  f"  {'-' if reserved is None else f'{reserved:.0f}':>11s}")
         summary = memory_summary(run)
         print(f"{name}: per 1000 frames over the second half: " + ", ".join(
             f"{k} {v['slope_per_1000']:+.2f}" for k, v in summary.items() if isinstance(v, dict)))
