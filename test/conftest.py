@@ -36,3 +36,21 @@ def weights_dir(tmp_path_factory):
     """The GPU pipeline's default checkpoints, random, written once: they load through the node's code."""
     from hqsmem_ros.tools.weights import ensure_random
     return ensure_random(tmp_path_factory.mktemp("random_weights"))
+
+
+@pytest.fixture
+def node_process(tmp_path, probe):
+    """Starts node processes (``-p`` items, ``ros_args``); kills any still running at the end."""
+    from dds_helpers import NodeProcess
+    started = []
+
+    def start(*params, ros_args=()):
+        started.append(NodeProcess(tmp_path, *params, ros_args=ros_args))
+        return started[-1]
+
+    probe.clear()
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()

@@ -4,8 +4,13 @@ output (tracks, /rosout, /diagnostics), and an oracle backend for wiring tests."
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -147,6 +152,28 @@ class Probe:
         self.node.destroy_node()
 
 
+class NodeProcess:
+    """The node as its own process (``python -m hqsmem_ros.ros.node``), its stderr kept in a file."""
+
+    def __init__(self, tmp_path: Path, *params: str, ros_args: tuple[str, ...] = ()):
+        self.stderr_path = tmp_path / f"node{len(list(tmp_path.glob('node*.stderr')))}.stderr"
+        args = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", *ros_args]
+        for p in params:
+            args += ["-p", p]
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[1], env=os.environ.copy(),
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+    def stop(self, sig=signal.SIGINT, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
 def frame_digest(rgb: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(), digest_size=16).digest()
 
@@ -158,6 +185,7 @@ class OracleBackend:
     an unknown frame raises, which is how tests make the tracker fault."""
 
     name = "oracle"
+    device = "cpu"
 
     def __init__(self, sequence):
         self._truth = {}

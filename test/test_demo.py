@@ -43,7 +43,8 @@ def test_demo_runs_end_to_end(tmp_path):
 def test_the_fastdds_profile_loads_cleanly(tmp_path):
     """config/fastdds.xml (the demo's default) is read by the Fast DDS under rclpy without a parse error;
     a malformed copy is reported, so the check can tell the two apart."""
-    from hqsmem_ros.tools.demo import FASTDDS_PROFILE
+    from hqsmem_ros.ros.transport import profile_path
+    FASTDDS_PROFILE = profile_path()
     code = "import rclpy; rclpy.init(); n = rclpy.create_node('profile_probe'); n.create_publisher(" \
            "__import__('std_msgs.msg', fromlist=['String']).String, 'probe', 10); rclpy.shutdown()"
 

@@ -1,7 +1,10 @@
-"""launch/tracker.launch.py under launch_testing: tracks arrive for an image + target, and the node
-exits cleanly. Needs launch, launch_ros and launch_testing (a ROS distribution; not on PyPI)."""
+"""launch/tracker.launch.py under launch_testing (``pytest`` or ``launch_test``): the params file's values
+hold where no launch argument is given, tracks arrive for an image + target, and the node exits
+cleanly. Needs launch, launch_ros and launch_testing (a ROS distribution; not on PyPI)."""
 
 import os
+import sys
+import tempfile
 import time
 import unittest
 
@@ -22,7 +25,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from hqsmem_ros.core.sequences import make_sequence  # noqa: E402
 from hqsmem_ros.msg import TargetArray, TrackedObjectArray  # noqa: E402
+from hqsmem_ros.ros.params import to_yaml  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))  # launch_test runs this file without the suite's conftest
 from dds_helpers import image_msg, targets_msg  # noqa: E402
 
 SEQ = make_sequence("translation", n_frames=5, size=(120, 160), n_objects=1)
@@ -30,10 +35,17 @@ SEQ = make_sequence("translation", n_frames=5, size=(120, 160), n_objects=1)
 
 @pytest.mark.launch_test
 def generate_test_description():
+    # The params file alone picks the backend and the image QoS: no launch argument overrides them.
+    params = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    params.write(to_yaml().replace('backend: "auto"', 'backend: "cpu"')
+                 .replace("work_short_side: 288", "work_short_side: 96")
+                 + "    qos_overrides:\n      /camera/image:\n        subscription:\n          reliability: reliable\n")
+    params.close()
     tracker = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(get_package_share_directory("hqsmem_ros"), "launch",
                                                    "tracker.launch.py")),
-        launch_arguments={"backend": "cpu", "image_topic": "/camera/image", "namespace": "launch_test"}.items())
+        launch_arguments={"params_file": params.name, "image_topic": "/camera/image",
+                          "namespace": "launch_test"}.items())
     return launch.LaunchDescription([tracker, launch_testing.actions.ReadyToTest()])
 
 
@@ -51,10 +63,11 @@ class TestTracksArrive(unittest.TestCase):
             while images.get_subscription_count() == 0 or targets.get_subscription_count() == 0:
                 rclpy.spin_once(node, timeout_sec=0.1)
                 self.assertLess(time.monotonic(), deadline, "the tracker never subscribed")
+            proc_output.assertWaitFor("backend cpu: backend=cpu was requested", timeout=20)
+            proc_output.assertWaitFor("active: tracking /camera/image (reliable, keep_last 1)", timeout=20)
             targets.publish(targets_msg(SEQ.targets(), 0))
             proc_output.assertWaitFor("start on the next frame processed", timeout=20)
             for i in range(3):
-                # sensor-data QoS keeps one frame: send until it comes back as tracks
                 images.publish(image_msg(SEQ.frame(i)[0], (i + 1) * 1_000_000_000))
                 end = time.monotonic() + 10
                 while len(received) <= i and time.monotonic() < end:

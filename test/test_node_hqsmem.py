@@ -20,7 +20,7 @@ def test_gpu_pipeline_runs_in_the_node_on_cpu(ros_context, probe, weights_dir):
     from rclpy.executors import SingleThreadedExecutor
     seq = make_sequence("translation", n_frames=6, size=SIZE, n_objects=2)
     overrides = {"backend": "hqsmem", "hqsmem.weights_dir": str(weights_dir), "hqsmem.device": "cpu",
-                 "image_reliability": "reliable", "refiner.similarity_threshold": -1.0}
+                 "qos_overrides./image.subscription.reliability": "reliable", "refiner.similarity_threshold": -1.0}
     node = TrackerNode(context=ros_context, cli_args=["--ros-args", "-r", "__node:=hqsmem_tracker_gpu"],
                        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     executor = SingleThreadedExecutor(context=ros_context)
@@ -44,7 +44,7 @@ def test_gpu_pipeline_runs_in_the_node_on_cpu(ros_context, probe, weights_dir):
         first = {o.id: o for o in probe.tracks[0].objects}
         assert all(o.present and o.score == 1.0 for o in first.values())  # the init masks themselves
         diag = probe.latest_diagnostics()
-        assert diag["backend"] == "deaot" and int(diag["frames_processed"]) == len(seq)
+        assert (diag["backend"], diag["device"]) == ("hqsmem", "cpu") and int(diag["frames_processed"]) == len(seq)
         assert "latency_ms.base.p50" in diag
         later = [o for m in probe.tracks[1:] for o in m.objects if o.present]
         if later:  # random weights may lose the objects; where they did not, SAM-HQ + DINO ran

@@ -19,6 +19,7 @@ from std_srvs.srv import Trigger
 SIZE = (120, 160)
 SEQ = make_sequence("exit_reentry", n_frames=60, size=SIZE, n_objects=2)
 NS = 1_000_000_000
+RELIABLE_IMAGES = "qos_overrides./image.subscription.reliability"  # lockstep tests lose no frame
 
 
 class Running:
@@ -58,7 +59,7 @@ def tracker(ros_context, probe):
     started = []
 
     def launch(sequence=SEQ, start=True, **overrides):
-        overrides = {"image_reliability": "reliable", **overrides}
+        overrides = {RELIABLE_IMAGES: "reliable", **overrides}
         started.append(Running(ros_context, overrides, sequence, start))
         if start:
             probe.connect()
@@ -232,12 +233,12 @@ def test_dynamic_parameters_apply_and_fixed_ones_are_refused_with_a_reason(track
 
 
 def test_a_bad_parameter_fails_configure_with_a_specific_message(tracker, probe):
-    node = tracker(start=False, **{"memory.capacity": 100000, "image_reliability": "sometimes"})
+    node = tracker(start=False, **{"memory.capacity": 100000, "label_encoding": "mono12"})
     assert node.trigger_configure() != SUCCESS
     probe.wait_log("configure failed: parameter memory.capacity")
-    probe.wait_log("configure failed: parameter image_reliability")
+    probe.wait_log("configure failed: parameter label_encoding")
     assert node.set_parameters([Parameter("memory.capacity", value=4),
-                                Parameter("image_reliability", value="reliable")])[0].successful
+                                Parameter("label_encoding", value="mono8")])[0].successful
     assert node.trigger_configure() == SUCCESS and node.tracker.config.memory.capacity == 4
 
 
@@ -369,7 +370,7 @@ def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
     context = Context()
     rclpy.init(context=context)
-    running = Running(context, {"image_reliability": "reliable"})
+    running = Running(context, {RELIABLE_IMAGES: "reliable"})
     node = running.node
     probe.connect()
     with node._lock:  # the worker takes the frame and waits here

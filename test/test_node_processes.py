@@ -3,59 +3,19 @@ this machine. The tracking test runs the real CPU backend end to end on small fr
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from dds_helpers import full_mask, image_msg, iou, targets_msg, wait_until
 from hqsmem_ros.core.sequences import make_sequence
 from hqsmem_ros.core.types import Target
+from hqsmem_ros.ros.params import image_qos_override
 from hqsmem_ros.srv import AddTargets, RemoveTargets
 from std_srvs.srv import Trigger
 
-REPO = Path(__file__).resolve().parents[1]
-SIZE = (240, 320)
 NS = 1_000_000_000
-
-
-class NodeProcess:
-    def __init__(self, tmp_path: Path, *params: str, ros_args: tuple[str, ...] = ()):
-        self.stderr_path = tmp_path / "node.stderr"
-        args = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", *ros_args]
-        for p in params:
-            args += ["-p", p]
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(args, cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=err)
-
-    def stop(self, sig=signal.SIGINT, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def node_process(tmp_path, probe):
-    started: list[NodeProcess] = []
-
-    def start(*params, ros_args=()):
-        started.append(NodeProcess(tmp_path, *params, ros_args=ros_args))
-        return started[-1]
-
-    probe.clear()
-    yield start
-    for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
+SIZE = (240, 320)
 
 
 def stamp_of(msg) -> int:
@@ -64,7 +24,7 @@ def stamp_of(msg) -> int:
 
 def test_real_cpu_backend_end_to_end_with_rejections_services_and_sigint(node_process, probe):
     seq = make_sequence("exit_reentry", n_frames=60, size=SIZE, n_objects=2)
-    node = node_process("backend:=cpu", "cpu.work_short_side:=144", "image_reliability:=reliable")
+    node = node_process("backend:=cpu", "cpu.work_short_side:=144", image_qos_override("reliability", "reliable"))
     probe.connect(timeout=60)  # the node imports torch and builds the model first
     probe.wait_log("backend cpu: backend=cpu was requested")
 
@@ -128,7 +88,7 @@ def test_best_effort_compressed_input_and_sigterm(node_process, probe, ros_conte
                                       QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     try:
         wait_until(lambda: pub.get_subscription_count() > 0, 60, "the compressed image subscription")
-        probe.wait_log("active: tracking /image/compressed (best_effort)")
+        probe.wait_log("active: tracking /image/compressed (best_effort, keep_last 1)")
         probe.send_targets(seq.targets(), 0)
         rgb, truth = seq.frame(0)
         png = cv2.imencode(".png", rgb[:, :, ::-1])[1]

@@ -41,7 +41,7 @@ def test_config_yaml_holds_every_parameter_with_its_default_and_type():
 
 def test_table_covers_the_node_settings_and_every_settings_field():
     names = [s.name for s in params.table()]
-    assert {"autostart", "compressed", "image_reliability", "label_encoding", "frame_ring_size", "fault_limit",
+    assert {"autostart", "compressed", "label_encoding", "frame_ring_size", "fault_limit",
             "overlay.alpha"} <= set(names)
     assert [s.name for s in specs(Settings())] == names[-len(list(specs(Settings()))):]
     assert {"backend", "tracker.min_area", "memory.capacity", "cpu.threads", "hqsmem.device"} <= set(names)
@@ -73,7 +73,7 @@ def test_descriptors_carry_type_range_choices_and_read_only():
     alpha = by_name["overlay.alpha"]
     assert alpha.type == ParameterType.PARAMETER_DOUBLE
     assert (alpha.floating_point_range[0].from_value, alpha.floating_point_range[0].to_value) == (0.0, 1.0)
-    assert "one of: best_effort, reliable" in by_name["image_reliability"].additional_constraints
+    assert "one of: mono16, mono8" in by_name["label_encoding"].additional_constraints
     assert "one of: auto, cpu, hqsmem" in by_name["backend"].additional_constraints
     assert by_name["autostart"].read_only and not by_name["backend"].read_only
     assert "changes at run time" in by_name["tracker.min_area"].additional_constraints
@@ -95,7 +95,7 @@ def test_split_builds_both_configs_and_names_every_bad_value():
 def test_only_dynamic_fields_that_a_running_node_can_apply_change_at_run_time():
     runtime = {s.name for s in params.table() if params.applies_at_run_time(s)}
     assert {"tracker.min_area", "memory.capacity", "refiner.enabled", "overlay.alpha", "fault_limit"} <= runtime
-    assert not runtime & {"backend", "compressed", "image_reliability", "label_encoding", "autostart",
+    assert not runtime & {"backend", "compressed", "label_encoding", "autostart",
                           "tracker.max_objects", "cpu.threads"}
     assert all(not n.startswith(("cpu.", "hqsmem.")) for n in runtime)
 

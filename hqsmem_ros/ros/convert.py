@@ -13,6 +13,7 @@ from typing import Collection, Iterable
 
 import cv2
 import numpy as np
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
@@ -100,6 +101,11 @@ def decode_compressed(msg: CompressedImage) -> np.ndarray:
 
 # -- stamps ------------------------------------------------------------------------------------------
 STAMP_JUMP_BACK_S = 1.0  # further back than this is a restarted clock (bag loop, simulation reset), not reordering
+
+
+def stamp_msg(ns: int) -> Time:
+    """builtin_interfaces/Time of a stamp in nanoseconds."""
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def check_stamp(stamp_ns: int, last_ns: int | None) -> bool:

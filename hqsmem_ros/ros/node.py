@@ -42,6 +42,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -52,12 +53,14 @@ from ..core.tracker import HQSMemTracker
 from ..core.types import Target
 from ..msg import TargetArray, TrackedObjectArray
 from ..srv import AddTargets, RemoveTargets
-from . import convert, params
+from . import convert, params, transport
 from .diagnostics import NodeStats
 from .frames import FrameBuffer, Job
 from .overlay import draw_overlay
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 REPEAT_LOG_PERIOD_S = 5.0
 
@@ -79,7 +82,7 @@ class TrackerNode(LifecycleNode):
         self._last_good: dict[int, tuple[str, object]] = {}  # id -> (label, mask) of the last ok frame
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._subscriptions: list = []
+        self._inputs: list = []
         self._active = False
 
     # -- parameters ------------------------------------------------------------------------------
@@ -139,8 +142,7 @@ class TrackerNode(LifecycleNode):
                       f"{type(exc).__name__}: {exc}")
             return FAILURE
         log.info(backend_line)
-        self._backend_name = getattr(self.tracker.backend, "name", self._settings.backend)
-        self._device = str(getattr(self.tracker.backend, "device", "cpu"))
+        self._backend_name, self._device = self.tracker.backend.name, self.tracker.backend.device
         self._buffer = FrameBuffer(self._config.frame_ring_size)
         self._shape, self._last_good = None, {}
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
@@ -149,7 +151,7 @@ class TrackerNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         # remove_targets and reset wait for the frame in progress (the tracker lock): at most one frame.
-        self._services = [
+        self._service_handles = [
             self.create_service(AddTargets, "add_targets", self._on_add_targets),
             self.create_service(RemoveTargets, "remove_targets", self._on_remove_targets),
             self.create_service(Trigger, "reset", self._on_reset),
@@ -160,28 +162,31 @@ class TrackerNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        reliability = (ReliabilityPolicy.RELIABLE if self._config.image_reliability == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
-                               durability=DurabilityPolicy.VOLATILE)
         self._last_stamp = None  # before subscribing: the first image of this activation sets it
+        # Sensor-data QoS by default; users change it the standard way, through the
+        # qos_overrides.<topic>.subscription.{reliability,depth,history} parameters rclpy declares here.
+        overrides = QoSOverridingOptions.with_default_policies()
         if self._config.compressed:
             # image_transport's naming: the remapped base topic + "/compressed".
             topic = self.resolve_topic_name("image") + "/compressed"
-            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, image_qos)
+            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, IMAGE_QOS,
+                                                 qos_overriding_options=overrides)
         else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+            image_sub = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS,
+                                                 qos_overriding_options=overrides)
         targets_sub = self.create_subscription(TargetArray, "targets", self._on_targets, OUTPUT_QOS)
-        self._subscriptions = [image_sub, targets_sub]
+        self._inputs = [image_sub, targets_sub]
         self._active = True
-        self.get_logger().info(f"active: tracking {image_sub.topic_name} ({self._config.image_reliability})")
+        qos = image_sub.qos_profile
+        self.get_logger().info(f"active: tracking {image_sub.topic_name} ({qos.reliability.name.lower()}, "
+                               f"{qos.history.name.lower()} {qos.depth})")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        for sub in self._subscriptions:
+        for sub in self._inputs:
             self.destroy_subscription(sub)
-        self._subscriptions = []
+        self._inputs = []
         self._buffer.clear()
         return super().on_deactivate(state)
 
@@ -208,7 +213,7 @@ class TrackerNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self.destroy_publisher(self._diag_pub)
         self.destroy_timer(self._diag_timer)
-        for srv in self._services:
+        for srv in self._service_handles:
             self.destroy_service(srv)
         with self._lock:
             self.tracker = None
@@ -393,6 +398,7 @@ def _stamp_ns(stamp) -> int:
 
 
 def main(args: list[str] | None = None) -> int:
+    transport.apply()  # before rclpy.init: camera frames need the larger shared-memory segment
     rclpy.init(args=args)
     node, rc = None, 0
     try:

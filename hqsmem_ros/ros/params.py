@@ -27,7 +27,6 @@ NODE_NAME = "hqsmem_tracker"
 # The params-file key: "/**/" matches the node in any namespace (a bare "hqsmem_tracker:" only matches
 # the root namespace, so the launch file's namespace argument would silently drop the file).
 YAML_NODE_KEY = f"/**/{NODE_NAME}"
-RELIABILITIES = ("best_effort", "reliable")
 LABEL_ENCODINGS = ("mono16", "mono8")
 
 
@@ -42,8 +41,6 @@ class OverlayConfig:
 class NodeConfig:
     autostart: bool = param(True, "Configure and activate on start; false when a lifecycle manager drives the node")
     compressed: bool = param(False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image")
-    image_reliability: str = param("best_effort", "Reliability of the image subscription (sensor-data QoS, depth 1)",
-                                   choices=RELIABILITIES)
     label_encoding: str = param("mono16", "Encoding of tracks/label_image (pixel = object id); mono8 limits ids "
                                 "to 1..255", choices=LABEL_ENCODINGS)
     frame_ring_size: int = param(8, "Recent frames held so that a TargetArray stamped with one of them starts "
@@ -51,6 +48,12 @@ class NodeConfig:
     fault_limit: int = param(10, "Consecutive tracker faults after which the tracker is reset and restarted "
                              "from the last good masks", min=1, max=100_000, dynamic=True)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
+
+
+def image_qos_override(policy: str, value, topic: str = "/image") -> str:
+    """A ``--ros-args -p`` item that sets one QoS policy of the image subscription through rclpy's standard
+    QoS overrides (``topic``: the resolved name, after remapping; ``/image/compressed`` when compressed)."""
+    return f"qos_overrides.{topic}.subscription.{policy}:={value}"
 
 
 # Parameters that only mean something when the process starts.

@@ -26,11 +26,11 @@ import numpy as np
 
 from ..core.sequences import SEQUENCE_KINDS
 from ..core.types import FrameResult, ObjectResult, mask_box
+from ..ros import params, transport
 from . import bags, evaluate
 from .sample_bag import parse_size, write_sample_bag
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
-FASTDDS_PROFILE = SOURCE_ROOT / "config" / "fastdds.xml"  # a short heartbeat: see the file
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class TrackerProcess:
     def __init__(self, backend: str, env: dict[str, str], log: Path):
         self.log = open(log, "w")
         cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", f"backend:={backend}",
-               "-p", "image_reliability:=reliable"]  # lockstep replay must not lose a frame in transit
+               "-p", params.image_qos_override("reliability", "reliable")]  # lockstep replay must not lose a frame in transit
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def died(self) -> str | None:
@@ -87,7 +87,7 @@ class TrackerProcess:
 def node_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))  # the caller's own profile wins
+    transport.apply(env)  # both processes: the player is the camera here
     # The node runs this same source tree (a source checkout need not be rebuilt to be demonstrated).
     env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
@@ -174,7 +174,7 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     domain_id = domain_id if domain_id is not None else pick_domain_id()
     env = node_env(domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE")})  # read by rclpy.init in replay, below
+                                           transport.ENV)})  # read by rclpy.init in replay, below
     print(f"demo: sample bag {paths.sample}; starting the tracker node (backend {backend}, "
           f"ROS_DOMAIN_ID {domain_id})", flush=True)
     node = TrackerProcess(backend, env, paths.node_log)

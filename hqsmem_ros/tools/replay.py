@@ -32,6 +32,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..core.types import Target
+from ..ros import params, transport
 from . import bags
 from .targets_file import load_targets
 
@@ -74,6 +75,7 @@ class _Player:
     def __init__(self, namespace: str, image_topic: str, image_type, recorder: bags.BagWriter | None):
         ns = namespace.rstrip("/")
         self.context = Context()
+        transport.apply()  # the player is the node's camera: frames need the larger shared-memory segment
         rclpy.init(args=[], context=self.context)
         self.node = rclpy.create_node("hqsmem_replay", context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -128,7 +130,7 @@ class _Player:
                for i in self.node.get_subscriptions_info_by_topic(self.image_topic)):
             print(f"replay: the node takes {self.image_topic} best-effort: large frames are often lost in transit "
                   "and counted as dropped (lockstep waits --frame-timeout for each); start the node with "
-                  "image_reliability:=reliable for lossless replay", file=sys.stderr)
+                  f"-p {params.image_qos_override('reliability', 'reliable', self.image_topic)} for lossless replay", file=sys.stderr)
 
     @staticmethod
     def _wait(ready, deadline: float, what: str, abort: Callable[[], str | None]) -> None:

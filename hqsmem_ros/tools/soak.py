@@ -31,6 +31,7 @@ import numpy as np
 from ..core.sequences import make_sequence
 from ..core.tracker import check_target
 from ..core.types import Target
+from ..ros import params, transport
 
 CHURN_EVERY = 500  # every this many frames one object is removed, and re-added half as many frames later
 CHURN_ID = 2
@@ -143,7 +144,7 @@ def run_node(args, size: tuple[int, int]) -> bool:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
     from ..msg import TrackedObjectArray
-    from ..ros.convert import array_to_image, targets_to_msg
+    from ..ros.convert import array_to_image, stamp_msg, targets_to_msg
     from ..srv import AddTargets, RemoveTargets
 
     seq = make_sequence("exit_reentry", size=size, n_objects=3)
@@ -152,7 +153,8 @@ def run_node(args, size: tuple[int, int]) -> bool:
     labels = {t.obj_id: t.label for t in seq.targets()}
     cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", "backend:=cpu",
            "-p", f"cpu.threads:={args.threads}", "-p", f"cpu.work_short_side:={args.work_short_side}",
-           "-p", "image_reliability:=reliable", "--log-level", "warn"]
+           "-p", params.image_qos_override("reliability", "reliable"), "--log-level", "warn"]
+    transport.apply()  # before the node starts and before rclpy.init: both ends use the package's profile
     node_proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
     threading.Thread(target=lambda: stderr.extend(node_proc.stderr), daemon=True).start()
@@ -202,7 +204,7 @@ def run_node(args, size: tuple[int, int]) -> bool:
                 target = Target(CHURN_ID, labels[CHURN_ID], mask=masks[i][CHURN_ID])
                 call(add, AddTargets.Request(targets=targets_to_msg([target])))
             image = images[i]
-            image.header = Header(stamp=_stamp(n + 1), frame_id="soak")
+            image.header = Header(stamp=stamp_msg((n + 1) * 33_333_333), frame_id="soak")  # 30 fps
             with done:
                 image_pub.publish(image)
                 if not done.wait_for(lambda: last and last[0].header.stamp == image.header.stamp, timeout=10):
@@ -222,12 +224,6 @@ def run_node(args, size: tuple[int, int]) -> bool:
         if not clean:
             print("".join(stderr), flush=True)
     return flat and clean
-
-
-def _stamp(n: int):
-    from builtin_interfaces.msg import Time
-    ns = n * 33_333_333  # 30 fps
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -18,7 +18,8 @@ from ..types import Prediction
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str
+    name: str    # the user-facing backend name (the `backend` parameter's value)
+    device: str  # where it runs, e.g. cpu, cuda:0
 
     def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
         """Start tracking ``obj_id`` from ``mask`` on ``frame``; store that frame as memory entry ``key``

@@ -121,6 +121,7 @@ class _Frame:
 
 class CpuBackend:
     name = "cpu"
+    device = "cpu"
 
     def __init__(self, config: CpuBackendConfig = CpuBackendConfig(), extractor: FeatureExtractor | None = None):
         torch.set_num_threads(config.threads)

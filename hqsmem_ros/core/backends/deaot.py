@@ -195,12 +195,13 @@ def _engine_class():
 class DeAOTBackend:
     """``Backend`` (backends/base.py) on DeAOT engines with keyed long-term memory."""
 
-    name = "deaot"
+    name = "hqsmem"  # the user-facing name of the GPU pipeline this backend is the base of
 
     def __init__(self, model: torch.nn.Module, runtime: Runtime, max_short_edge: int = 480,
                  embedder: DinoVerifier | None = None):
         self.model = model.to(runtime.device)
         self.runtime = runtime
+        self.device = str(runtime.device)
         self.max_short_edge = max_short_edge
         self.embedder = embedder  # None: memory embeddings from DeAOT's own encoder features
         self.engine_class = _engine_class()
