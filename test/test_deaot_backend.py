@@ -8,6 +8,7 @@ import torch
 
 from hqsmem_ros.core.backends.base import Backend
 from hqsmem_ros.core.backends.deaot import (DeAOTBackend, GpuPipelineConfig, build_deaot, deaot_input_size)
+from hqsmem_ros.core.box_init import ProposalBoxInit, grabcut_mask
 from hqsmem_ros.core.device import Runtime
 from hqsmem_ros.core.factory import Settings, build_tracker
 from hqsmem_ros.core.memory import MemoryConfig, SmartMemory
@@ -253,6 +254,12 @@ def test_factory_builds_the_pipeline_from_checkpoints(weights_dir, sam_hq):
     assert "hqsmem" in why and (tracker.refiner is not None) == sam_hq
     first = tracker.process(frame(0), [Target(1, "a", box=(10, 10, 40, 40))])
     assert first.ok and first.memory_frames == 1 and first.objects[0].present
+    if sam_hq:  # the box-only target's first mask is a SAM-HQ proposal for its box (delta -1 accepts any)
+        assert isinstance(tracker.box_to_mask, ProposalBoxInit)
+        cands = tracker.refiner.proposer.propose(frame(0), {1: (10, 10, 40, 40)})[1]
+        assert any(np.array_equal(first.objects[0].mask, c) for c in cands)
+    else:
+        assert tracker.box_to_mask is grabcut_mask
     results = [tracker.process(frame(i), [Target(2, "b", mask=square(70, 40))] if i == 2 else [])
                for i in range(1, 5)]
     tracker.remove([1])

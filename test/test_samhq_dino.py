@@ -1,10 +1,12 @@
 """SAM-HQ proposer and DINO verifier (random weights in the official formats, CPU): shapes, the candidate
-set against segment-anything-hq's own output, feature properties, and delta inside VerifiedRefiner."""
+set against segment-anything-hq's own output, feature properties, delta inside VerifiedRefiner, and the first
+mask of a box-only target."""
 
 import numpy as np
 import pytest
 import torch
 
+from hqsmem_ros.core.box_init import ProposalBoxInit, grabcut_mask
 from hqsmem_ros.core.device import Runtime
 from hqsmem_ros.core.dino import DinoVerifier, build_dino
 from hqsmem_ros.core.refine import RefinerConfig, VerifiedRefiner
@@ -114,3 +116,25 @@ def test_without_verification_the_top_proposal_is_taken(sam, dino, frame, base_p
     refiner = VerifiedRefiner(sam, dino, RefinerConfig(verify=False, box_margin=0.0))
     result = refiner.refine(frame, {1: BASE})[1]
     assert result.accepted and np.array_equal(result.mask, base_proposals[0])
+
+
+BOX = (40, 30, 100, 80)
+
+
+def _init_refiner(sam, dino, **config):
+    return ProposalBoxInit(VerifiedRefiner(sam, dino, RefinerConfig(**config)))
+
+
+def test_a_box_only_target_starts_from_samhq_best_verified_proposal(sam, dino, frame):
+    reference = grabcut_mask(frame, BOX)  # stands in for the base mask; also the fallback
+    cands = sam.propose(frame, {0: BOX})[0]  # prompted with the target's own box, no margin
+    assert cands
+    feats = dino.features(frame, [reference, *cands])
+    sims = feats[1:] @ feats[0]
+    best = int(np.argmax(sims))
+    accepted = _init_refiner(sam, dino, similarity_threshold=float(sims[best]) - 1e-3)(frame, BOX)
+    assert np.array_equal(accepted, cands[best])
+    rejected = _init_refiner(sam, dino, similarity_threshold=float(sims[best]) + 1e-3)(frame, BOX)
+    assert np.array_equal(rejected, reference)
+    assert np.array_equal(_init_refiner(sam, dino, enabled=False)(frame, BOX), reference)
+    assert np.array_equal(_init_refiner(sam, dino, verify=False)(frame, BOX), cands[0])

@@ -1,7 +1,9 @@
-"""Turning a box-only target into an initial mask.
+"""Turning a box-only target into an initial mask (the tracker's ``box_to_mask``).
 
-With a refiner the tracker asks it (SAM-HQ's box prompt); without one, OpenCV's GrabCut segments the
-box, which needs no model and works on a CPU in a few tens of milliseconds at tracking resolution.
+The CPU backend uses OpenCV's GrabCut inside the box (:func:`grabcut_mask`): no model, a few tens of
+milliseconds on a CPU at tracking resolution. The GPU pipeline uses :class:`ProposalBoxInit`: SAM-HQ's
+proposals for the box, checked like every other proposal (step 3, against GrabCut's mask), with GrabCut's
+mask as the fallback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .refine import VerifiedRefiner
 from .types import Box, box_mask
 
 _MAX_SIDE = 320  # GrabCut is O(pixels): segment a downscaled crop
@@ -47,3 +50,20 @@ def grabcut_mask(frame: np.ndarray, box: Box, iterations: int = 4) -> np.ndarray
         return out
     out[cy0:cy1, cx0:cx1] = crop_mask
     return out
+
+
+class ProposalBoxInit:
+    """The first mask of a box-only target from the refiner's proposer prompted with the box itself.
+
+    There is no base mask yet, so GrabCut's mask of the box stands in for it: the proposal most similar to
+    it is taken if its similarity reaches delta (``refiner.similarity_threshold``), exactly as step 3 checks
+    a proposal against the base model's mask; otherwise GrabCut's mask is the first mask. The refiner's
+    switches apply: ``verify`` off takes the top proposal, ``enabled`` off keeps GrabCut's mask."""
+
+    def __init__(self, refiner: VerifiedRefiner):
+        self.refiner = refiner
+
+    def __call__(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        fallback = grabcut_mask(frame, box)
+        result = self.refiner.refine(frame, {0: fallback}, boxes={0: box})[0]
+        return result.mask if result.accepted else fallback

@@ -6,6 +6,7 @@ L2-normalised (hqsmem-method.md, step 3). All masks of a call go through the ViT
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from .device import Runtime, crop_resize
 from .types import mask_box
-from .weights import WeightsError, fetch_hint
+from .weights import WeightsError, fetch_hint, fitting_variants, load_into, read_state_dict, variant_hint
 
 DINO_MODELS = ("vit_small_patch16_224.dino", "vit_base_patch16_224.dino",
                "vit_small_patch14_dinov2.lvd142m", "vit_base_patch14_dinov2.lvd142m")
@@ -22,26 +23,39 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def build_dino(name: str, weights: Path | None) -> torch.nn.Module:
-    """The timm ViT ``name`` without its head; weights from ``weights`` (never the network), or random
-    when ``weights`` is None (tests, ``weights --make-random``)."""
+def _random_dino(name: str) -> torch.nn.Module:
     import timm
 
     if name not in DINO_MODELS:
         raise ValueError(f"dino model must be one of {', '.join(DINO_MODELS)}, got {name!r}")
-    if weights is None:
-        model = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
-        return model.eval().requires_grad_(False)
-    if not weights.is_file():
-        raise WeightsError(f"weights file {weights} for {name} does not exist; {fetch_hint(name, weights)}")
-    try:
-        # timm's own loader reads the official file and converts it (checkpoint_filter_fn); with a file
-        # overlay it never contacts the hub.
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)),
-                                  num_classes=0, dynamic_img_size=True)
-    except Exception as exc:
-        raise WeightsError(f"weights file {weights} for {name} is corrupt or does not fit the model "
-                           f"({type(exc).__name__}: {exc}); {fetch_hint(name, weights)}") from exc
+    return timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
+
+
+def _variants() -> dict:
+    return {n: partial(_random_dino, n) for n in DINO_MODELS}
+
+
+def build_dino(name: str, weights: Path | None) -> torch.nn.Module:
+    """The timm ViT ``name`` without its head; weights from the official backbone file ``weights`` (never
+    the network), converted as timm's own loader does; random when ``weights`` is None."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    model = _random_dino(name)
+    if weights is not None:
+        state = read_state_dict(name, weights)
+        patch = state.get("patch_embed.proj.weight")
+        if patch is not None and patch.shape[-2:] != model.patch_embed.proj.weight.shape[-2:]:
+            # timm's filter would resample the patch kernel and load another model's weights into this one
+            fits = fitting_variants(state, _variants())
+            told = variant_hint("dino", fits) if fits else "not a DINO / DINOv2 backbone file"
+            raise WeightsError(f"weights file {weights} does not fit model {name} (patch size {patch.shape[-1]}, "
+                               f"model {model.patch_embed.patch_size[0]}); {told}; {fetch_hint(name, weights)}")
+        try:
+            state = checkpoint_filter_fn(state, model)  # DINOv2: drops mask_token; resamples pos_embed if needed
+        except Exception as exc:
+            raise WeightsError(f"weights file {weights} does not fit model {name} ({type(exc).__name__}: {exc}); "
+                               f"{fetch_hint(name, weights)}") from exc
+        load_into(model, state, name, weights, variants=_variants())
     return model.eval().requires_grad_(False)
 
 

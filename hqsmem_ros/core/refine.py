@@ -59,10 +59,14 @@ class VerifiedRefiner:
         self.verifier = verifier
         self.config = config
 
-    def refine(self, frame: np.ndarray, masks: dict[int, np.ndarray]) -> dict[int, Refinement]:
+    def refine(self, frame: np.ndarray, masks: dict[int, np.ndarray],
+               boxes: dict[int, Box] | None = None) -> dict[int, Refinement]:
+        """Per object, the accepted mask; ``boxes`` are the prompts (default: each mask's box widened by
+        ``box_margin``)."""
         cfg = self.config
-        boxes = {oid: expand_box(b, cfg.box_margin, frame.shape[:2])
-                 for oid, m in masks.items() if (b := mask_box(m)) is not None}
+        if boxes is None:
+            boxes = {oid: expand_box(b, cfg.box_margin, frame.shape[:2])
+                     for oid, m in masks.items() if (b := mask_box(m)) is not None}
         if not cfg.enabled or not boxes:
             return {oid: Refinement(m, False, float("nan")) for oid, m in masks.items()}
         proposals = self.proposer.propose(frame, boxes)

@@ -10,6 +10,7 @@ takes that mask's score and comes first).
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +18,38 @@ import torch
 
 from .device import Runtime
 from .types import Box
-from .weights import load_into, read_state_dict
+from .weights import WeightsError, fetch_hint, load_into, read_state_dict
 
 SAM_MODELS = ("vit_tiny", "vit_b", "vit_l", "vit_h")
 # Light HQ-SAM's TinyViT keeps an ImageNet classifier head that SAM never runs: files may or may not hold it.
 TINYVIT_HEAD = ("image_encoder.head.", "image_encoder.norm_head.")
 
 
-def build_sam_hq(name: str, weights: Path | None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The SAM-HQ model ``name``; its state dict read here with ``map_location`` (the package's own
-    loader does not pass one, so a GPU-saved file fails on a CPU machine). Random when ``weights`` is None."""
+def _random_sam_hq(name: str) -> torch.nn.Module:
     with warnings.catch_warnings():  # it re-registers timm's tiny_vit models under the same names
         warnings.simplefilter("ignore")
         from segment_anything_hq import sam_model_registry
 
     if name not in SAM_MODELS:
         raise ValueError(f"sam model must be one of {', '.join(SAM_MODELS)}, got {name!r}")
-    model = sam_model_registry[name]()
+    return sam_model_registry[name]()
+
+
+def _tinyvit_head(key: str) -> bool:
+    return key.startswith(TINYVIT_HEAD)
+
+
+def build_sam_hq(name: str, weights: Path | None) -> torch.nn.Module:
+    """The SAM-HQ model ``name`` on the CPU; its state dict read here onto the CPU (the package's own loader
+    passes no map_location, so a GPU-saved file fails on a CPU machine). Random when ``weights`` is None."""
+    model = _random_sam_hq(name)
     if weights is not None:
-        load_into(model, read_state_dict(name, weights, map_location=device), name, weights,
-                  ignore=lambda key: key.startswith(TINYVIT_HEAD))
+        state = read_state_dict(name, weights)
+        if "mask_decoder.iou_token.weight" in state and "mask_decoder.hf_token.weight" not in state:
+            raise WeightsError(f"weights file {weights} is a SAM checkpoint without SAM-HQ's HQ output token and "
+                               f"feature fusion (mask_decoder.hf_*); {fetch_hint(name, weights)}")
+        load_into(model, state, name, weights, ignore=_tinyvit_head,
+                  variants={n: partial(_random_sam_hq, n) for n in SAM_MODELS})
     return model.eval().requires_grad_(False)
 
 

@@ -5,7 +5,8 @@
     ros2 run hqsmem_ros weights --list
     python -m hqsmem_ros.tools.weights --make-random --dir /tmp/w   # offline tests and smoke runs
 
-Random files load through exactly the node's code path but track nothing: they exist so the pipeline
+Random files are written in each official layout (DeAOT with its optimizer and scaler states, DINOv2 with
+its mask_token) and load through exactly the node's code path, but track nothing: they exist so the pipeline
 can be built, timed and tested where the real weights cannot be downloaded.
 """
 
@@ -20,19 +21,34 @@ import torch
 from ..core.backends.deaot import GpuPipelineConfig, build_deaot
 from ..core.dino import build_dino
 from ..core.samhq import build_sam_hq
-from ..core.weights import CHECKPOINTS, Checkpoint, WeightsError, default_dir, download, sha256
+from ..core.weights import CHECKPOINTS, Checkpoint, WeightsError, default_dir, download
 
 _DEFAULT = GpuPipelineConfig()
 DEFAULT_MODELS = (_DEFAULT.model, _DEFAULT.sam_model, _DEFAULT.dino_model)
 
 
+def _training_extras(model: torch.nn.Module) -> dict:
+    """The optimizer and AMP scaler states aot-benchmark's ``save_network`` stores next to the weights (one
+    zero-gradient AdamW step, so the optimizer state holds tensors as a trained file's does)."""
+    params = [p.requires_grad_(True) for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    return {"optimizer": optimizer.state_dict(), "scaler": torch.amp.GradScaler("cpu").state_dict()}
+
+
 def random_state(checkpoint: Checkpoint) -> dict:
-    """A random-initialised model of ``checkpoint``'s kind, as its official file stores it."""
+    """A random-initialised model of ``checkpoint``'s kind, in the layout of its official file."""
     if checkpoint.kind == "deaot":
-        return {"state_dict": build_deaot(checkpoint.model, None).state_dict()}  # model-zoo layout
+        model = build_deaot(checkpoint.model, None)
+        return {"state_dict": model.state_dict(), **_training_extras(model)}
     if checkpoint.kind == "samhq":
         return build_sam_hq(checkpoint.model, None).state_dict()
-    return build_dino(checkpoint.model, None).state_dict()  # DINO releases: the bare backbone's state dict
+    state = build_dino(checkpoint.model, None).state_dict()  # the backbone-only releases: no head
+    if "dinov2" in checkpoint.model:  # DINOv2's ViT keeps its masked-modelling token; timm's has none
+        state["mask_token"] = torch.zeros(1, state["cls_token"].shape[-1])
+    return state
 
 
 def write_random(checkpoint: Checkpoint, directory: Path, seed: int = 0) -> Path:
@@ -86,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model}: wrote random weights to {write_random(checkpoint, directory)}")
             else:
                 path = download(checkpoint, directory)
-                print(f"{model}: {path} sha256 {sha256(path)}")
+                print(f"{model}: {path}")
         except (OSError, WeightsError) as exc:
             failed.append(model)
             print(f"{model}: failed: {exc}; download {checkpoint.url} by hand to {target}", file=sys.stderr)

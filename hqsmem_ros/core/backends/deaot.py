@@ -24,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..box_init import ProposalBoxInit
 from ..config import param
 from ..device import PRECISIONS, Runtime, resolve_device
 from ..dino import DINO_MODELS, DinoVerifier, IMAGENET_MEAN, IMAGENET_STD, build_dino
@@ -77,15 +79,20 @@ def deaot_config(name: str):
     return DefaultEngineConfig("hqsmem", name)
 
 
-def build_deaot(name: str, weights: Path | None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """DeAOT variant ``name`` with a model-zoo checkpoint (random when ``weights`` is None)."""
+def _random_deaot(name: str) -> torch.nn.Module:
     from aot.networks.models import build_vos_model
 
     cfg = deaot_config(name)
     with contextlib.redirect_stdout(io.StringIO()):  # aot prints that its optional compiled op is absent
-        model = build_vos_model(cfg.MODEL_VOS, cfg)
+        return build_vos_model(cfg.MODEL_VOS, cfg)
+
+
+def build_deaot(name: str, weights: Path | None) -> torch.nn.Module:
+    """DeAOT variant ``name`` on the CPU with a model-zoo checkpoint (random when ``weights`` is None)."""
+    model = _random_deaot(name)
     if weights is not None:
-        load_into(model, read_state_dict(name, weights, map_location=device), name, weights)
+        load_into(model, read_state_dict(name, weights), name, weights,
+                  variants={n: partial(_random_deaot, n) for n in DEAOT_MODELS})
     return model.eval().requires_grad_(False)
 
 
@@ -395,10 +402,10 @@ def build_gpu_tracker(config: GpuPipelineConfig, core: HQSMemConfig) -> HQSMemTr
     if config.dino_model in paths:
         dino = DinoVerifier(build_dino(config.dino_model, paths[config.dino_model]), runtime,
                             config.dino_crop, config.dino_context)
-    backend = DeAOTBackend(build_deaot(config.model, paths[config.model], runtime.device), runtime,
+    backend = DeAOTBackend(build_deaot(config.model, paths[config.model]), runtime,
                            config.max_short_edge, dino if config.memory_embedding == "dino" else None)
-    refiner = None
-    if config.sam_hq:
-        proposer = SamHQProposer(build_sam_hq(config.sam_model, paths[config.sam_model], runtime.device), runtime)
-        refiner = VerifiedRefiner(proposer, dino, core.refiner)
-    return HQSMemTracker(backend, core, refiner)
+    if not config.sam_hq:
+        return HQSMemTracker(backend, core)  # box-only targets: GrabCut
+    proposer = SamHQProposer(build_sam_hq(config.sam_model, paths[config.sam_model]), runtime)
+    refiner = VerifiedRefiner(proposer, dino, core.refiner)
+    return HQSMemTracker(backend, core, refiner, box_to_mask=ProposalBoxInit(refiner))
