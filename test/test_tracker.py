@@ -16,6 +16,7 @@ class ScriptedBackend:
     """Moves each prior mask by ``shift`` per frame; records what the tracker tells it."""
 
     name = "scripted"
+    device = "cpu"
 
     def __init__(self, shift=(0, 2)):
         self.shift = shift

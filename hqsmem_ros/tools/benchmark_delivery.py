@@ -31,8 +31,9 @@ _BUILTIN_PROFILE = ('<?xml version="1.0" encoding="UTF-8"?>\n<dds xmlns="http://
                     '<data_writer profile_name="unused"/></profiles></dds>\n')  # changes nothing
 
 
-def camera(width: int, height: int, rate: float, n_frames: int) -> None:
-    """The camera process: ``n_frames`` rgb8 frames at ``rate`` Hz once the node subscribes."""
+def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int = 1) -> None:
+    """The camera process: ``n_frames`` rgb8 frames at ``rate`` Hz (0: as fast as it can) once the node
+    subscribes."""
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -40,7 +41,7 @@ def camera(width: int, height: int, rate: float, n_frames: int) -> None:
 
     from ..ros.convert import array_to_image, stamp_msg
 
-    seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=1)
+    seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
     frames = [seq.frame(i)[0] for i in range(len(seq))]
     rclpy.init()
     node = rclpy.create_node("camera")
@@ -50,35 +51,101 @@ def camera(width: int, height: int, rate: float, n_frames: int) -> None:
         time.sleep(0.05)
     tick = time.monotonic()
     for i in range(n_frames):
-        stamp = (i + 1) * 1_000_000_000 // int(rate)
+        stamp = (i + 1) * 1_000_000_000 // int(rate or 1000)
         pub.publish(array_to_image(frames[i % len(frames)], "rgb8", Header(stamp=stamp_msg(stamp), frame_id="cam")))
-        tick += 1.0 / rate
-        time.sleep(max(0.0, tick - time.monotonic()))
+        if rate:
+            tick += 1.0 / rate
+            time.sleep(max(0.0, tick - time.monotonic()))
     time.sleep(1.0)  # let the last frames leave before the participant goes
     node.destroy_node()
     rclpy.shutdown()
 
 
-def _received(client, diagnostics: list, after: float, timeout: float = 10.0) -> dict[str, str]:
-    """The node's first diagnostics values published after ``after`` (monotonic)."""
-    import rclpy
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rclpy.spin_once(client, timeout_sec=0.1)
-        if diagnostics and diagnostics[-1][0] > after:
-            return diagnostics[-1][1]
-    raise RuntimeError("the node published no diagnostics")
+class _Node:
+    """The tracker node as a subprocess, started with ``env`` and ``params`` and tracking the sequence's
+    objects, with a client that reads its /diagnostics and (``lockstep``) its tracks."""
+
+    def __init__(self, env: dict, params: list[str], width: int, height: int, n_objects: int):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        from ..msg import TargetArray, TrackedObjectArray
+        from ..ros.convert import targets_to_msg
+
+        args = [sys.executable, "-m", "hqsmem_ros.ros.node"] + (["--ros-args"] + params if params else [])
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.client = rclpy.create_node("delivery_benchmark")
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.diagnostics: list = []
+        self.tracks: list[int] = []
+        self.client.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(
+            (time.monotonic(), {kv.key: kv.value for kv in m.status[0].values})), reliable)
+        self.client.create_subscription(TrackedObjectArray, "tracks", lambda m: self.tracks.append(
+            m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), reliable)
+        self.images = self.client.create_publisher(Image, "image", reliable)
+        targets = self.client.create_publisher(TargetArray, "targets", reliable)
+        deadline = time.monotonic() + 90
+        while targets.get_subscription_count() == 0:
+            self.spin()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"the node did not come up: {self.proc.stderr.read() if self.proc.poll() else ''}")
+        self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
+        targets.publish(targets_to_msg(self.seq.targets(), Header()))
+
+    def spin(self, seconds: float = 0.1) -> None:
+        import rclpy
+        rclpy.spin_once(self.client, timeout_sec=seconds)
+
+    def diagnostics_after(self, after: float, timeout: float = 10.0) -> dict[str, str]:
+        """The node's first diagnostics values published after ``after`` (monotonic)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.spin()
+            if self.diagnostics and self.diagnostics[-1][0] > after:
+                return self.diagnostics[-1][1]
+        raise RuntimeError("the node published no diagnostics")
+
+    def lockstep_fps(self, n_frames: int) -> float:
+        """Frames per second when each frame waits for its tracks message."""
+        from std_msgs.msg import Header
+
+        from ..ros.convert import array_to_image, stamp_msg
+        frames = [array_to_image(self.seq.frame(i % len(self.seq))[0], "rgb8") for i in range(len(self.seq))]
+        start = time.monotonic()
+        for i in range(n_frames):
+            stamp = (i + 1) * 1_000_000_000 // 30
+            msg = frames[i % len(frames)]
+            msg.header = Header(stamp=stamp_msg(stamp), frame_id="cam")
+            self.images.publish(msg)
+            deadline = time.monotonic() + 30
+            while stamp not in self.tracks:
+                self.spin(0.005)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no tracks for lockstep frame {i}")
+        return n_frames / (time.monotonic() - start)
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def close(self) -> None:
+        self.client.destroy_node()
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
-def run_case(width: int, height: int, rate: float, seconds: float, setup: str, builtin_profile: Path) -> dict:
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Header
+def _run_camera(env: dict, width: int, height: int, rate: float, n_frames: int, n_objects: int) -> None:
+    subprocess.run([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width),
+                    str(height), str(rate), str(n_frames), str(n_objects)], env=env, check=True)
 
-    from ..msg import TargetArray
-    from ..ros.convert import targets_to_msg
 
+def _envs(setup: str, builtin_profile: Path) -> tuple[dict, dict]:
+    """(node, camera) environments for a transport set-up."""
     base = {k: v for k, v in os.environ.items() if k != transport.ENV}
     node_env, camera_env = dict(base), dict(base)
     if setup == "builtin":
@@ -87,35 +154,58 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
         transport.apply(camera_env)
     else:
         camera_env[transport.ENV] = str(builtin_profile)
-    node = subprocess.Popen([sys.executable, "-m", "hqsmem_ros.ros.node"], env=node_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    client = rclpy.create_node("delivery_benchmark")
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    diagnostics: list = []
-    client.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.append(
-        (time.monotonic(), {kv.key: kv.value for kv in m.status[0].values})), reliable)
-    targets = client.create_publisher(TargetArray, "targets", reliable)
+    return node_env, camera_env
+
+
+def run_case(width: int, height: int, rate: float, seconds: float, setup: str, builtin_profile: Path) -> dict:
+    node_env, camera_env = _envs(setup, builtin_profile)
+    node = _Node(node_env, [], width, height, 1)
     try:
-        deadline = time.monotonic() + 90
-        while targets.get_subscription_count() == 0:
-            rclpy.spin_once(client, timeout_sec=0.1)
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError(f"the node did not come up: {node.stderr.read() if node.poll() else ''}")
-        seq = make_sequence("translation", n_frames=1, size=(height, width), n_objects=1)
-        targets.publish(targets_to_msg(seq.targets(), Header()))
-        before = int(_received(client, diagnostics, time.monotonic())["frames_received"])
+        before = int(node.diagnostics_after(time.monotonic())["frames_received"])
         n_frames = int(round(rate * seconds))
-        subprocess.run([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera",
-                        str(width), str(height), str(rate), str(n_frames)], env=camera_env, check=True)
-        values = _received(client, diagnostics, time.monotonic() + 1.0)
+        _run_camera(camera_env, width, height, rate, n_frames, 1)
+        values = node.diagnostics_after(time.monotonic() + 1.0)
         received = int(values["frames_received"]) - before
         return {"size": f"{width}x{height}", "rate": rate, "setup": setup, "sent": n_frames, "received": received,
                 "share": received / n_frames, "processed": int(values["frames_processed"]),
                 "dropped": int(values["frames_dropped"])}
     finally:
-        client.destroy_node()
-        node.terminate()
-        node.wait(30)
+        node.close()
+
+
+def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path) -> dict:
+    """Processed fps under a max-rate best-effort flood against lockstep fps, same objects, one run; and
+    the node's peak RSS in both."""
+    node_env, camera_env = _envs("both", builtin_profile)
+    lockstep = _Node(node_env, ["-p", "qos_overrides./image.subscription.reliability:=reliable"], width, height,
+                     n_objects)
+    try:
+        lockstep.lockstep_fps(10)  # warm-up: the first frames build caches
+        fps_lockstep = lockstep.lockstep_fps(int(seconds * 5))
+        rss_lockstep = lockstep.peak_rss_mb()
+    finally:
+        lockstep.close()
+    node = _Node(node_env, [], width, height, n_objects)
+    try:
+        cam = subprocess.Popen([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width),
+                                str(height), "0", str(int(seconds * 1000)), str(n_objects)], env=camera_env)
+        try:  # measured from the first diagnostics with frames arriving, for ``seconds``
+            first = node.diagnostics_after(time.monotonic(), timeout=60)
+            while int(first["frames_received"]) == 0:
+                first = node.diagnostics_after(time.monotonic(), timeout=60)
+            t0 = node.diagnostics[-1][0]
+            last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
+            t1 = node.diagnostics[-1][0]
+        finally:
+            cam.kill()
+            cam.wait()
+        received = int(last["frames_received"]) - int(first["frames_received"])
+        fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
+        return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
+                "flood_fps": fps_flood, "ratio": fps_flood / fps_lockstep, "received_per_s": received / (t1 - t0),
+                "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": node.peak_rss_mb()}
+    finally:
+        node.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,11 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"], help="WxH frame sizes")
     parser.add_argument("--rates", nargs="+", type=float, default=[15.0, 30.0], help="camera rates in Hz")
     parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="transport set-ups")
-    parser.add_argument("--camera", nargs=4, metavar=("W", "H", "RATE", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--flood", action="store_true", help="instead: processed fps under a max-rate flood vs "
+                        "lockstep, 640x480, 3 objects (and the node's peak RSS)")
+    parser.add_argument("--camera", nargs=5, metavar=("W", "H", "RATE", "N", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
-        w, h, rate, n = args.camera
-        camera(int(w), int(h), float(rate), int(n))
+        w, h, rate, n, objects = args.camera
+        camera(int(w), int(h), float(rate), int(n), int(objects))
         return 0
     import rclpy
     rclpy.init()
@@ -136,6 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         builtin = Path(tmp) / "builtin.xml"
         builtin.write_text(_BUILTIN_PROFILE)
+        if args.flood:
+            r = flood(640, 480, args.seconds, 3, builtin)
+            print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
+                  f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received): ratio "
+                  f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
+                  f"{r['peak_rss_flood_mb']:.0f} MB flood")
+            rclpy.shutdown()
+            return 0
         print(f"{'size':<11}{'rate':>6}  {'setup':<9}{'sent':>6}{'received':>10}{'share':>8}{'processed':>11}")
         for size in args.sizes:
             height, width = parse_size(size)
