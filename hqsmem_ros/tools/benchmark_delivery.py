@@ -173,8 +173,8 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
         node.close()
 
 
-def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path) -> dict:
-    """Processed fps under a max-rate best-effort flood against lockstep fps, same objects, one run; and
+def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path, rate: float = 0) -> dict:
+    """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against lockstep fps, same objects, one run; and
     the node's peak RSS in both."""
     node_env, camera_env = _envs("both", builtin_profile)
     lockstep = _Node(node_env, ["-p", "qos_overrides./image.subscription.reliability:=reliable"], width, height,
@@ -188,7 +188,7 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
     node = _Node(node_env, [], width, height, n_objects)
     try:
         cam = subprocess.Popen([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width),
-                                str(height), "0", str(int(seconds * 1000)), str(n_objects)], env=camera_env)
+                                str(height), str(rate), str(int(seconds * 1000)), str(n_objects)], env=camera_env)
         try:  # measured from the first diagnostics with frames arriving, for ``seconds``
             first = node.diagnostics_after(time.monotonic(), timeout=60)
             while int(first["frames_received"]) == 0:
@@ -202,7 +202,7 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         received = int(last["frames_received"]) - int(first["frames_received"])
         fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
         return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
-                "flood_fps": fps_flood, "ratio": fps_flood / fps_lockstep, "received_per_s": received / (t1 - t0),
+                "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep, "received_per_s": received / (t1 - t0),
                 "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": node.peak_rss_mb()}
     finally:
         node.close()
@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="transport set-ups")
     parser.add_argument("--flood", action="store_true", help="instead: processed fps under a max-rate flood vs "
                         "lockstep, 640x480, 3 objects (and the node's peak RSS)")
+    parser.add_argument("--flood-rate", type=float, default=0.0, help="camera rate of --flood (0: as fast as it "
+                        "can publish)")
     parser.add_argument("--camera", nargs=5, metavar=("W", "H", "RATE", "N", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         builtin = Path(tmp) / "builtin.xml"
         builtin.write_text(_BUILTIN_PROFILE)
         if args.flood:
-            r = flood(640, 480, args.seconds, 3, builtin)
+            r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate)
             print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
                   f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received): ratio "
                   f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
