@@ -101,6 +101,19 @@ class CpuBackendConfig:
 class _Object:
     prior: np.ndarray                     # accepted mask of the previous frame (bool, full resolution)
     appearance: ObjectAppearance = field(default_factory=ObjectAppearance)
+    box: tuple[int, int, int, int] | None = None  # the prior's box (y0, y1, x0, x1); None when it is empty
+
+    def set_prior(self, mask: np.ndarray) -> None:
+        self.prior = mask.astype(bool)
+        b = mask_box(self.prior)
+        self.box = None if b is None else (b[1], b[3], b[0], b[2])
+
+    def coverage(self, grid: tuple[int, int]) -> np.ndarray:
+        """The prior's cell coverage, computed over its box only."""
+        if self.box is None:
+            return np.zeros(grid, np.float32)
+        y0, y1, x0, x1 = self.box
+        return cell_coverage(self.prior[y0:y1, x0:x1], grid, self.prior.shape, self.box)
 
 
 @dataclass
@@ -154,8 +167,9 @@ class CpuBackend:
     # -- objects ---------------------------------------------------------------------------------
     def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
         cur = self._analyse(frame)
-        coverage = cell_coverage(mask, cur.feats.shape[-2:])
-        obj = _Object(mask.astype(bool))
+        obj = _Object(mask)
+        obj.set_prior(mask)
+        coverage = obj.coverage(cur.feats.shape[-2:])
         if not obj.appearance.store(key, cur.cells, coverage, self.config.fg_cells, self.config.bg_cells):
             # too small for one whole cell: describe it by the cells it touches most
             obj.appearance.store(key, cur.cells, coverage / max(coverage.max(), 1e-6), self.config.fg_cells,
@@ -177,7 +191,7 @@ class CpuBackend:
         shape = frame.shape[:2]
         found = {}
         for oid, obj in self.objects.items():
-            result = self._follow(obj, cur) if obj.prior.any() else self._search(obj, cur, shape)
+            result = self._follow(obj, cur) if obj.box is not None else self._search(obj, cur, shape)
             if result is not None:
                 found[oid] = result
         owner = _strongest({oid: ev for oid, (ev, _) in found.items()}, shape)
@@ -188,12 +202,12 @@ class CpuBackend:
         """Evidence and confidence of a present object, or None when it is gone or reduced to a
         fragment."""
         cfg = self.config
-        warped = self.flow.warp(obj.prior)
-        shape = warped.shape
+        moved, moved_box = self.flow.warp(obj.prior, obj.box)
+        shape = obj.prior.shape
         if not cfg.correction:
-            return _Evidence((0, shape[0], 0, shape[1]), 2 * warped - 1), 1.0
+            return _Evidence(moved_box, 2 * moved - 1), 1.0
         rows, cols = cur.feats.shape[-2:]
-        coverage = cell_coverage(warped, (rows, cols))
+        coverage = cell_coverage(moved, (rows, cols), shape, moved_box)
         carried = coverage > 0.01
         window = _window(carried, cfg.search_margin)
         if window is None:
@@ -213,7 +227,8 @@ class CpuBackend:
         change = np.where(veto, -coverage, np.where(adopt, 1 - coverage, 0)).astype(np.float32)
         y0, y1 = r0 * shape[0] // rows, -(-r1 * shape[0] // rows)
         x0, x1 = c0 * shape[1] // cols, -(-c1 * shape[1] // cols)
-        values = 2 * warped[y0:y1, x0:x1] - 1 + 2 * _upsample(change, shape, (y0, y1, x0, x1))
+        warped = _paste_into(moved, moved_box, (y0, y1, x0, x1))
+        values = 2 * warped - 1 + 2 * _upsample(change, shape, (y0, y1, x0, x1))
         cell_px = STRIDE * shape[0] / cur.gray.shape[0]  # a feature cell's side in frame pixels
         if cfg.color_vote > 0:  # pixel-level: place the boundary where the colours change
             band = max(1, round(cfg.color_band * cell_px))
@@ -251,7 +266,7 @@ class CpuBackend:
     # -- teacher forcing and memory ---------------------------------------------------------------
     def accept(self, masks: dict[int, np.ndarray]) -> None:
         for oid, mask in masks.items():
-            self.objects[oid].prior = mask.astype(bool)
+            self.objects[oid].set_prior(mask)
         if self._current is not None:
             self._previous_gray = self._current.gray
 
@@ -265,8 +280,8 @@ class CpuBackend:
     def write_memory(self, key: int) -> None:
         cur = self._current
         for obj in self.objects.values():
-            if obj.prior.any():
-                obj.appearance.store(key, cur.cells, cell_coverage(obj.prior, cur.feats.shape[-2:]),
+            if obj.box is not None:
+                obj.appearance.store(key, cur.cells, obj.coverage(cur.feats.shape[-2:]),
                                      self.config.fg_cells, self.config.bg_cells, self.scoring)
 
     def evict_memory(self, key: int) -> None:
@@ -289,6 +304,16 @@ def _window(cells: np.ndarray, margin: float) -> tuple[int, int, int, int] | Non
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     dy, dx = max(1, round(margin * (y1 - y0))), max(1, round(margin * (x1 - x0)))
     return max(0, y0 - dy), min(rows, y1 + dy), max(0, x0 - dx), min(cols, x1 + dx)
+
+
+def _paste_into(values: np.ndarray, box: tuple[int, int, int, int], window: tuple[int, int, int, int]) -> np.ndarray:
+    """``values`` over ``box`` (y0, y1, x0, x1) placed into a zero array over ``window`` (cropped to it)."""
+    y0, y1, x0, x1 = window
+    out = np.zeros((y1 - y0, x1 - x0), np.float32)
+    iy0, iy1, ix0, ix1 = max(y0, box[0]), min(y1, box[1]), max(x0, box[2]), min(x1, box[3])
+    if iy1 > iy0 and ix1 > ix0:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = values[iy0 - box[0]:iy1 - box[0], ix0 - box[2]:ix1 - box[2]]
+    return out
 
 
 def _disc(radius: int) -> np.ndarray:

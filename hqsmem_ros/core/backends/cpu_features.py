@@ -55,9 +55,32 @@ class FeatureExtractor:
         return F.normalize(feats, dim=1)[0]
 
 
-def cell_coverage(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """Share of each feature cell covered by ``mask`` (any resolution), shape ``grid`` = (rows, cols)."""
-    return cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+def cell_coverage(mask: np.ndarray, grid: tuple[int, int], shape: tuple[int, int] | None = None,
+                  box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Share of each feature cell covered by ``mask``, shape ``grid`` = (rows, cols). ``mask`` is the
+    whole frame (any resolution), or with ``shape`` (the frame's) and ``box`` (y0, y1, x0, x1) its crop
+    at ``box``: then only the cells the box touches are computed, with the same area weights as
+    resizing the whole frame."""
+    if box is None:
+        return cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    out = np.zeros(grid, np.float32)
+    y0, y1, x0, x1 = box
+    if y1 <= y0 or x1 <= x0:
+        return out
+    (r0, r1, ay), (c0, c1, ax) = _area_weights(y0, y1, shape[0], grid[0]), _area_weights(x0, x1, shape[1], grid[1])
+    out[r0:r1, c0:c1] = ay @ mask.astype(np.float32) @ ax.T
+    return out
+
+
+def _area_weights(p0: int, p1: int, n: int, cells: int) -> tuple[int, int, np.ndarray]:
+    """The cells [g0, g1) that pixels [p0, p1) of an axis of ``n`` pixels touch, and each pixel's share of
+    each cell ((g1 - g0, p1 - p0), the pixel's overlap with the cell over the cell's length)."""
+    step = n / cells
+    g0, g1 = int(p0 // step), min(cells, int(np.ceil(p1 / step)))
+    edges = np.arange(g0, g1 + 1) * step
+    px = np.arange(p0, p1, dtype=np.float64)
+    overlap = np.minimum(px[None, :] + 1, edges[1:, None]) - np.maximum(px[None, :], edges[:-1, None])
+    return g0, g1, (np.clip(overlap, 0, None) / step).astype(np.float32)
 
 
 def pooled(feats: torch.Tensor, mask: np.ndarray) -> torch.Tensor | None:

@@ -35,29 +35,54 @@ class FlowWarper:
             return
         self.forward = self.dis.calc(previous, current, None)
 
-    def warp(self, mask: np.ndarray) -> np.ndarray:
-        """``mask`` (any resolution, previous frame) moved onto the current frame, as float32 in [0, 1] at
-        the mask's own resolution: the motion is measured at the flow's size and applied at full size,
-        so carrying a mask for many frames does not blur or round it."""
-        soft = mask.astype(np.float32)
+    def warp(self, mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """``mask`` (full resolution, previous frame) moved onto the current frame: float32 values in [0, 1]
+        over the returned box (y0, y1, x0, x1) of the frame, zero outside it. ``box`` is the mask's own box
+        (y0, y1, x0, x1). The motion is measured at the flow's size and applied at full size, so carrying a
+        mask for many frames does not blur or round it; and only the object's box is touched, so the cost
+        is bounded by its size, not the frame's."""
+        h, w = mask.shape
+        y0, y1, x0, x1 = max(box[0] - 2, 0), min(box[1] + 2, h), max(box[2] - 2, 0), min(box[3] + 2, w)
+        soft = mask[y0:y1, x0:x1].astype(np.float32)  # with a ring of zeros for the interpolation
         if self.forward is None:
-            return soft
-        h, w = soft.shape
+            return soft, (y0, y1, x0, x1)
         fh, fw = self.forward.shape[:2]
         scale = np.array([w / fw, h / fh], np.float32)
         if self.model == "dense":
-            return self._dense(soft, scale)
-        small = cv2.resize(soft, (fw, fh), interpolation=cv2.INTER_AREA)
-        motion = self._fit(small >= 0.5)
+            return self._dense(mask.astype(np.float32), scale), (0, h, 0, w)
+        motion = self._fit(mask, (y0, y1, x0, x1))
         to_full = np.diag(scale.astype(np.float64))  # flow-size pixels -> full-size pixels, per axis
         motion = np.hstack([to_full @ motion[:, :2] @ np.linalg.inv(to_full), to_full @ motion[:, 2:]])
-        return cv2.warpAffine(soft, motion, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
+        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ motion.T
+        dx0, dy0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+        dx1, dy1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, (w, h))
+        if dx1 <= dx0 or dy1 <= dy0:  # moved out of the frame
+            return np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+        local = motion.copy()  # crop coordinates in, destination-box coordinates out
+        local[:, 2] = motion[:, :2] @ (x0, y0) + motion[:, 2] - (dx0, dy0)
+        moved = cv2.warpAffine(soft, local, (int(dx1 - dx0), int(dy1 - dy0)), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return moved, (int(dy0), int(dy1), int(dx0), int(dx1))
 
-    def _fit(self, mask: np.ndarray) -> np.ndarray:
-        """2x3 similarity transform previous -> current of the region ``mask`` (flow size)."""
-        core = cv2.erode(mask.astype(np.uint8), np.ones((2 * _INTERIOR + 1,) * 2, np.uint8)) > 0
-        ys, xs = np.nonzero(core if core.sum() >= 12 else mask)
+    def _fit(self, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """2x3 similarity transform previous -> current (flow-size pixels) of the object ``mask`` (full size)
+        inside ``box``, fitted to the flow of the flow-size pixels whose centres fall in its interior."""
+        h, w = mask.shape
+        fh, fw = self.forward.shape[:2]
+        y0, y1, x0, x1 = box
+        fy = np.arange(int(y0 * fh / h), min(fh, int(np.ceil(y1 * fh / h)) + 1))
+        fx = np.arange(int(x0 * fw / w), min(fw, int(np.ceil(x1 * fw / w)) + 1))
+        py = np.clip(((fy + 0.5) * h / fh).astype(int), 0, h - 1)  # the full-size pixel at each centre
+        px = np.clip(((fx + 0.5) * w / fw).astype(int), 0, w - 1)
+        r = max(1, round(_INTERIOR * w / fw))
+        crop = mask[y0:y1, x0:x1].astype(np.uint8)
+        core = np.zeros_like(mask, dtype=bool)
+        core[y0:y1, x0:x1] = cv2.erode(crop, np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+        inside = core[py[:, None], px[None, :]]
+        if inside.sum() < 12:
+            inside = mask[py[:, None], px[None, :]]
+        iy, ix = np.nonzero(inside)
+        ys, xs = fy[iy], fx[ix]
         if ys.size > _MAX_POINTS:
             keep = np.linspace(0, ys.size - 1, _MAX_POINTS).round().astype(int)
             ys, xs = ys[keep], xs[keep]
