@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 import skimage.data
 
-from .sequences import Sprite, _backgrounds, _coin_sprites, _object_sprites, _occluder_sprite, _polygon, _rgb
-from .types import Target, mask_box
+from .sequences import (Sprite, _backgrounds, _coin_sprites, _object_sprites, _occluder_sprite, _polygon, _rgb,
+                        first_frame_targets)
+from .types import Target
 
 SCENE_KINDS: tuple[str, ...] = ("lookalike", "scale_rotation", "occlusion", "exit_reentry", "fast_motion",
                                 "touching", "many_objects")
@@ -189,15 +190,8 @@ class Scene:
         return np.clip(image, 0, 255).astype(np.uint8), {oid: masks[oid] for oid in self.object_ids}
 
     def targets(self) -> list[Target]:
-        _, masks = self.frame(0)
-        labels = {la.obj_id: la.sprite.name for la in self.layers if la.obj_id is not None}
-        out = []
-        for oid in self.object_ids:
-            box = mask_box(masks[oid])
-            if box is None:
-                raise ValueError(f"{self.name}: object {oid} is not visible on frame 0")
-            out.append(Target(oid, labels[oid], tuple(float(v) for v in box), masks[oid]))
-        return out
+        return first_frame_targets(self.name, self.frame(0)[1],
+                                   {la.obj_id: la.sprite.name for la in self.layers if la.obj_id is not None})
 
 
 # -- motion -----------------------------------------------------------------------------------------

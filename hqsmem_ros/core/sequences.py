@@ -190,15 +190,19 @@ class Sequence:
         return image, masks
 
     def targets(self) -> list[Target]:
-        _, masks = self.frame(0)
-        labels = {a.obj_id: a.sprite.name for a in self._actors if a.obj_id is not None}
-        out = []
-        for oid in self.object_ids:
-            box = mask_box(masks[oid])
-            if box is None:
-                raise ValueError(f"{self.name}: object {oid} is not visible on frame 0")
-            out.append(Target(oid, labels[oid], tuple(float(v) for v in box), masks[oid]))
-        return out
+        return first_frame_targets(self.name, self.frame(0)[1],
+                                   {a.obj_id: a.sprite.name for a in self._actors if a.obj_id is not None})
+
+
+def first_frame_targets(name: str, masks: dict[int, np.ndarray], labels: dict[int, str]) -> list[Target]:
+    """A sequence's targets: each object's frame-0 mask and its box (raises if one is not visible)."""
+    out = []
+    for oid, mask in masks.items():
+        box = mask_box(mask)
+        if box is None:
+            raise ValueError(f"{name}: object {oid} is not visible on frame 0")
+        out.append(Target(oid, labels[oid], tuple(float(v) for v in box), mask))
+    return out
 
 
 # -- the cases ------------------------------------------------------------------------------------
