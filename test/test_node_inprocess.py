@@ -269,6 +269,9 @@ def test_a_stray_frame_of_another_size_is_refused_and_a_persistent_one_restarts_
     assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
     probe.send_targets(small.targets(), 0)  # zero stamp: checked against the frame it starts on
     probe.publish_frame(small.frame(0)[0], 50 * NS)  # the first of the new size: refused
+    # (the image subscription keeps one message: let this one arrive before the next)
+    wait_until(lambda: probe.latest_diagnostics().get("rejected_images.resolution_mismatch") == "2", 10,
+               "the second refusal")
     probe.publish_frame(small.frame(1)[0], 51 * NS)  # the second in a row: accepted, tracking restarts
     probe.wait_log("resolution changed from 160x120 to 80x60: tracking reset, objects 1..2 dropped")
     tracks = probe.wait_tracks(4)
