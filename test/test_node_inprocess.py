@@ -284,6 +284,15 @@ def test_a_stray_frame_of_another_size_is_refused_and_a_persistent_one_restarts_
         + int(diag["rejected_images_total"]) == int(diag["frames_received"]) == 6
 
 
+def test_one_node_s_qos_override_does_not_change_the_next_node_s_default(tracker, probe, ros_context):
+    tracker()  # reliable, through the override
+    plain = Running(ros_context, {})  # no override: sensor-data QoS
+    try:
+        probe.wait_log("active: tracking /image (best_effort, keep_last 1)")
+    finally:
+        plain.close()
+
+
 def test_images_over_max_image_pixels_are_refused_from_their_header(tracker, probe):
     from dds_helpers import image_msg
     tracker(max_image_pixels=160 * 120)

@@ -64,8 +64,6 @@ from .frames import FrameBuffer, Job
 from .overlay import draw_overlay
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                       durability=DurabilityPolicy.VOLATILE)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 REPEAT_LOG_PERIOD_S = 5.0
 
@@ -193,15 +191,14 @@ class TrackerNode(LifecycleNode):
         self._last_stamp = None  # before subscribing: the first image of this activation sets it
         # Sensor-data QoS by default; users change it the standard way, through the
         # qos_overrides.<topic>.subscription.{reliability,depth,history} parameters rclpy declares here.
-        overrides = QoSOverridingOptions.with_default_policies()
-        if self._config.compressed:
-            # image_transport's naming: the remapped base topic + "/compressed".
-            topic = self.resolve_topic_name("image") + "/compressed"
-            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, IMAGE_QOS,
-                                                 qos_overriding_options=overrides)
-        else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS,
-                                                 qos_overriding_options=overrides)
+        # A new profile each time: rclpy writes the overrides into the profile it is given.
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                               durability=DurabilityPolicy.VOLATILE)
+        # image_transport's naming for compressed input: the remapped base topic + "/compressed".
+        image_type, topic = ((CompressedImage, self.resolve_topic_name("image") + "/compressed")
+                             if self._config.compressed else (Image, "image"))
+        image_sub = self.create_subscription(image_type, topic, self._on_image, image_qos,
+                                             qos_overriding_options=QoSOverridingOptions.with_default_policies())
         targets_sub = self.create_subscription(TargetArray, "targets", self._on_targets, OUTPUT_QOS)
         self._inputs = [image_sub, targets_sub]
         self._active = True

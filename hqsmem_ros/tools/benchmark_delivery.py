@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from ..core.sequences import make_sequence
-from ..ros import transport
+from ..ros import params, transport
+from .demo import peak_rss_mb
 from .sample_bag import parse_size
 
 SETUPS = ("builtin", "node", "both")
@@ -113,7 +114,7 @@ class _Node:
         from std_msgs.msg import Header
 
         from ..ros.convert import array_to_image, stamp_msg
-        frames = [array_to_image(self.seq.frame(i % len(self.seq))[0], "rgb8") for i in range(len(self.seq))]
+        frames = [array_to_image(self.seq.frame(i)[0], "rgb8") for i in range(len(self.seq))]
         start = time.monotonic()
         for i in range(n_frames):
             stamp = (i + 1) * 1_000_000_000 // 30
@@ -127,21 +128,16 @@ class _Node:
                     raise RuntimeError(f"no tracks for lockstep frame {i}")
         return n_frames / (time.monotonic() - start)
 
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
     def close(self) -> None:
         self.client.destroy_node()
         self.proc.terminate()
         self.proc.wait(30)
 
 
-def _run_camera(env: dict, width: int, height: int, rate: float, n_frames: int, n_objects: int) -> None:
-    subprocess.run([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width),
-                    str(height), str(rate), str(n_frames), str(n_objects)], env=env, check=True)
+def _camera_command(width: int, height: int, rate: float, n_frames: int, n_objects: int) -> list[str]:
+    """The camera as its own process (this module with --camera)."""
+    return [sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width), str(height),
+            str(rate), str(n_frames), str(n_objects)]
 
 
 def _envs(setup: str, builtin_profile: Path) -> tuple[dict, dict]:
@@ -163,7 +159,7 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
     try:
         before = int(node.diagnostics_after(time.monotonic())["frames_received"])
         n_frames = int(round(rate * seconds))
-        _run_camera(camera_env, width, height, rate, n_frames, 1)
+        subprocess.run(_camera_command(width, height, rate, n_frames, 1), env=camera_env, check=True)
         values = node.diagnostics_after(time.monotonic() + 1.0)
         received = int(values["frames_received"]) - before
         return {"size": f"{width}x{height}", "rate": rate, "setup": setup, "sent": n_frames, "received": received,
@@ -177,18 +173,16 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
     """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against lockstep fps, same objects, one run; and
     the node's peak RSS in both."""
     node_env, camera_env = _envs("both", builtin_profile)
-    lockstep = _Node(node_env, ["-p", "qos_overrides./image.subscription.reliability:=reliable"], width, height,
-                     n_objects)
+    lockstep = _Node(node_env, ["-p", params.image_qos_override("reliability", "reliable")], width, height, n_objects)
     try:
         lockstep.lockstep_fps(10)  # warm-up: the first frames build caches
         fps_lockstep = lockstep.lockstep_fps(int(seconds * 5))
-        rss_lockstep = lockstep.peak_rss_mb()
+        rss_lockstep = peak_rss_mb(lockstep.proc.pid)
     finally:
         lockstep.close()
     node = _Node(node_env, [], width, height, n_objects)
     try:
-        cam = subprocess.Popen([sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width),
-                                str(height), str(rate), str(int(seconds * 1000)), str(n_objects)], env=camera_env)
+        cam = subprocess.Popen(_camera_command(width, height, rate, int(seconds * 1000), n_objects), env=camera_env)
         try:  # measured from the first diagnostics with frames arriving, for ``seconds``
             first = node.diagnostics_after(time.monotonic(), timeout=60)
             while int(first["frames_received"]) == 0:
@@ -203,7 +197,7 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
         return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
                 "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep, "received_per_s": received / (t1 - t0),
-                "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": node.peak_rss_mb()}
+                "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": peak_rss_mb(node.proc.pid)}
     finally:
         node.close()
 

@@ -50,6 +50,17 @@ class DemoPaths:
                    out / "scores.json", out / "overlay.mp4", out / "plot.png", out / "summary.json")
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of a process (Linux /proc), None elsewhere."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 class TrackerProcess:
     """The node as a subprocess, its output in a log file."""
 
@@ -62,16 +73,6 @@ class TrackerProcess:
     def died(self) -> str | None:
         rc = self.proc.poll()
         return None if rc is None else f"the tracker node exited with code {rc} (see {self.log.name})"
-
-    def peak_rss_mb(self) -> float | None:
-        """Peak resident memory of the node (Linux /proc), None elsewhere."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -181,7 +182,7 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     try:
         summary = replay(paths.sample, paths.tracks, wait_s=startup_timeout, frame_timeout=120.0,
                          progress=progress, abort=node.died)
-        peak_rss = node.peak_rss_mb()
+        peak_rss = peak_rss_mb(node.proc.pid)
     finally:
         node.stop()
 
