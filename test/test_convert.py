@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from hqsmem_ros.core.targets import check_targets
 from hqsmem_ros.core.types import FrameResult, ObjectResult, mask_box
 from hqsmem_ros.msg import Target as TargetMsg, TargetArray
 from hqsmem_ros.ros import convert
@@ -132,7 +133,7 @@ def target_msg(oid, box=None, mask=None, encoding="mono8"):
 
 def errors_of(*targets, shape=(6, 7), max_id=convert.MAX_ID):
     ok, errors = convert.targets_from_msg(TargetArray(targets=list(targets)), max_id)
-    ok, more = convert.check_targets(ok, shape)
+    ok, more = check_targets(ok, shape)
     return ok, [(e.reason, str(e)) for e in errors + more]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
+from hqsmem_ros.core.targets import Rejection, check_targets
 from hqsmem_ros.core.types import Target
 from hqsmem_ros.msg import Target as TargetMsg, TargetArray
 from hqsmem_ros.ros import convert
@@ -116,11 +117,11 @@ def raw_targets(draw, shape):
 def test_every_target_is_accepted_valid_or_rejected_once_with_its_reason(h, w, max_id, data):
     targets = data.draw(st.lists(raw_targets((h, w)), max_size=6))
     ok, errors = convert.targets_from_msg(TargetArray(targets=targets), max_id)
-    ok, more = convert.check_targets(ok, (h, w))
+    ok, more = check_targets(ok, (h, w))
     errors += more
     assert len(ok) + len(errors) == len(targets)
     for exc in errors:
-        assert isinstance(exc, InputError) and exc.reason in TARGET_REASONS and str(exc).startswith("target ")
+        assert isinstance(exc, Rejection) and exc.reason in TARGET_REASONS and str(exc).startswith("target ")
     ids = [t.id for t in targets]
     for t in ok:
         assert 1 <= t.obj_id <= max_id and ids.count(t.obj_id) == 1
@@ -151,7 +152,7 @@ def test_valid_targets_round_trip_through_a_target_array(h, w, data):
     ids = data.draw(st.lists(st.integers(1, convert.MAX_ID), min_size=1, max_size=5, unique=True))
     sent = [Target(oid, f"o{oid}", *data.draw(valid_targets((h, w)))) for oid in ids]
     got, errors = convert.targets_from_msg(convert.targets_to_msg(sent))
-    got, more = convert.check_targets(got, (h, w))
+    got, more = check_targets(got, (h, w))
     assert errors + more == []
     for s, g in zip(sent, got, strict=True):
         assert (g.obj_id, g.label, g.box) == (s.obj_id, s.label, s.box)

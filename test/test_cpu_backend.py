@@ -20,7 +20,8 @@ from hqsmem_ros.core.config import specs
 from hqsmem_ros.core.memory import MemoryConfig
 from hqsmem_ros.core.metrics import jaccard
 from hqsmem_ros.core.sequences import make_sequence
-from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker, check_target
+from hqsmem_ros.core.targets import check_target
+from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker
 
 SIZE = (240, 320)
 

@@ -31,7 +31,7 @@ SIZE = (96, 128)
 NS = 1_000_000_000
 SEQ = make_sequence("translation", n_frames=40, size=SIZE, n_objects=1)
 EXAMPLES = int(os.environ.get("HQSMEM_ADVERSARIAL_EXAMPLES", "25"))
-NODE = ("backend:=cpu", "cpu.work_short_side:=96", "resolution_change_frames:=3",
+NODE = ("backend:=cpu", "cpu.work_short_side:=96", "tracker.resolution_change_frames:=3",
         "max_image_pixels:=2000000")
 STAMPS = itertools.count(1)  # every message a fresh, later stamp: stamp checks must not hide the other checks
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -122,7 +122,7 @@ def test_every_frame_is_processed_or_dropped_and_each_processed_frame_yields_one
                 "backend", "device", "latency_ms.total.p50", "latency_ms.base.p90"):
         assert key in diag
     assert diag["backend"] == "oracle" and diag["objects_present"] == "2"
-    assert node.tracker.frame_index == processed
+    assert node.session.tracker.frame_index == processed
 
 
 @pytest.mark.parametrize("mutate, log", [
@@ -204,7 +204,7 @@ def test_services_add_remove_readd_and_reset(tracker, probe):
 
 def test_a_target_stamped_with_a_held_frame_starts_on_that_frame(tracker, probe):
     node = tracker()
-    with node._lock:  # hold the worker (busy with frame 0) so that frames 1..3 wait; name frame 1
+    with node.session._lock:  # hold the worker (busy with frame 0) so that frames 1..3 wait; name frame 1
         for i in range(4):  # one by one: the image subscription keeps one sample
             probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS)
             wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} held")
@@ -220,9 +220,9 @@ def test_a_target_stamped_with_a_held_frame_starts_on_that_frame(tracker, probe)
 def test_dynamic_parameters_apply_and_fixed_ones_are_refused_with_a_reason(tracker, probe):
     node = tracker()
     result = node.set_parameters([Parameter("tracker.min_area", value=100)])[0]
-    assert result.successful and node.tracker.config.tracker.min_area == 100
+    assert result.successful and node.session.tracker.config.tracker.min_area == 100
     result = node.set_parameters([Parameter("memory.capacity", value=3)])[0]
-    assert result.successful and node.tracker.config.memory.capacity == 3
+    assert result.successful and node.session.tracker.config.memory.capacity == 3
     result = node.set_parameters([Parameter("backend", value="cpu")])[0]
     assert not result.successful and "backend cannot change while the node is configured" in result.reason
     result = node.set_parameters([Parameter("memory.capacity", value=100000)])[0]
@@ -239,11 +239,11 @@ def test_a_bad_parameter_fails_configure_with_a_specific_message(tracker, probe)
     probe.wait_log("configure failed: parameter label_encoding")
     assert node.set_parameters([Parameter("memory.capacity", value=4),
                                 Parameter("label_encoding", value="mono8")])[0].successful
-    assert node.trigger_configure() == SUCCESS and node.tracker.config.memory.capacity == 4
+    assert node.trigger_configure() == SUCCESS and node.session.tracker.config.memory.capacity == 4
 
 
 def test_faults_are_published_and_too_many_reset_and_restart_from_the_last_good_masks(tracker, probe):
-    tracker(fault_limit=3)
+    tracker(**{"tracker.fault_limit": 3})
     publish_sequence(probe, [0, 1])
     noise = np.random.default_rng(0).integers(0, 255, (*SIZE, 3), dtype=np.uint8)
     for k in range(3):  # frames the oracle backend does not know: the tracker faults
@@ -261,7 +261,7 @@ def test_faults_are_published_and_too_many_reset_and_restart_from_the_last_good_
 
 def test_a_stray_frame_of_another_size_is_refused_and_a_persistent_one_restarts_tracking(tracker, probe):
     small = make_sequence("translation", n_frames=3, size=(60, 80), n_objects=1)
-    tracker(resolution_change_frames=2)
+    tracker(**{"tracker.resolution_change_frames": 2})
     publish_sequence(probe, [0, 1])
     probe.publish_frame(np.zeros((1, 1, 3), np.uint8), 40 * NS)  # one stray frame: refused, objects kept
     probe.wait_log("rejected image: image is 1x1 while tracking 160x120: refused until the new size comes 2 times")
@@ -363,7 +363,7 @@ def test_lifecycle_deactivate_stops_processing_and_cleanup_releases_the_tracker(
     publish_sequence(probe, [0, 1])
     assert node.trigger_deactivate() == SUCCESS
     wait_until(lambda: probe.image_pub.get_subscription_count() == 0, 5, "the image subscription to go")
-    assert node.trigger_cleanup() == SUCCESS and node.tracker is None
+    assert node.trigger_cleanup() == SUCCESS and node.session is None
     assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
     probe.connect()
     publish_sequence(probe, [0], targets_on=0)
@@ -421,7 +421,7 @@ def test_a_flood_of_images_stays_bounded_and_every_drop_is_counted(tracker, prob
     node = tracker(frame_ring_size=4)
     probe.send_targets(SEQ.targets(), 0)
     sent = 30
-    with node._lock:  # the worker is stuck on its first frame: everything else floods the buffer
+    with node.session._lock:  # the worker is stuck on its first frame: everything else floods the buffer
         for i in range(sent):  # one by one: the image subscription keeps one sample
             probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS // 100)
             wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} received")
@@ -459,7 +459,7 @@ def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
     running = Running(context, {RELIABLE_IMAGES: "reliable"})
     node = running.node
     probe.connect()
-    with node._lock:  # the worker takes the frame and waits here
+    with node.session._lock:  # the worker takes the frame and waits here
         probe.image_pub.publish(image_msg(SEQ.frame(0)[0], NS))
         wait_until(lambda: node._buffer.received == 1, 5, "the frame")
         rclpy.try_shutdown(context=context)

@@ -6,6 +6,8 @@ import pytest
 
 from hqsmem_ros.core import davis_io
 from hqsmem_ros.core.sequences import make_sequence
+from hqsmem_ros.core.session import TrackingSession
+from hqsmem_ros.core.tracker import HQSMemConfig
 from hqsmem_ros.core.types import FrameResult, ObjectResult, Target, mask_box
 from hqsmem_ros.tools import bags, offline
 from hqsmem_ros.tools.evaluate import FolderSource, evaluate
@@ -14,9 +16,16 @@ from hqsmem_ros.tools.evaluate import FolderSource, evaluate
 class RecordingTracker:
     """Stands in for HQSMemTracker: remembers what it was given, repeats each object's initial mask."""
 
+    config = HQSMemConfig()
+    consecutive_faults = 0
+
     def __init__(self):
         self.calls = []
         self.masks = {}
+
+    @property
+    def object_ids(self):
+        return list(self.masks)
 
     def reset(self):
         self.masks = {}
@@ -78,7 +87,7 @@ def test_youtube_vos_objects_start_where_they_first_appear(tmp_path):
     write_davis(tmp_path, "yt", frames, annotated={0, 3})
     tracker = RecordingTracker()
     (clip,) = offline.davis_clips(tmp_path)
-    stats = offline.run_clip(tracker, clip, tmp_path / "out")
+    stats = offline.run_clip(TrackingSession(tracker), clip, tmp_path / "out")
     assert stats.frames == 6 and stats.max_memory_frames == 2
     assert [ids for _, ids in tracker.calls] == [[(1, None, True)], [], [], [(2, None, True)], [], []]
     out = davis_io.read_label_png(tmp_path / "out" / "Annotations" / "yt" / "00004.png")
@@ -96,7 +105,7 @@ def test_bag_targets_start_on_the_frame_they_name(tmp_path):
                 bag.write_msg("targets", bags.targets_msg([Target(5, "", (1, 2, 6, 8))], 1_002), stamp)
     tracker = RecordingTracker()
     (clip,) = offline.open_clips(tmp_path / "bag")
-    offline.run_clip(tracker, clip, None)
+    offline.run_clip(TrackingSession(tracker), clip, None)
     assert [ids for _, ids in tracker.calls] == [[], [], [(5, (1, 2, 6, 8), False)], [(6, (0, 0, 3, 3), False)], []]
 
 
@@ -109,7 +118,7 @@ def test_video_with_a_targets_file(tmp_path):
     (tmp_path / "t.json").write_text('{"targets": [{"id": 3, "label": "x", "box": [4, 5, 20, 30]}]}')
     tracker = RecordingTracker()
     (clip,) = offline.open_clips(video, tmp_path / "t.json")
-    stats = offline.run_clip(tracker, clip, tmp_path / "out")
+    stats = offline.run_clip(TrackingSession(tracker), clip, tmp_path / "out")
     assert stats.frames == 7 and tracker.calls[0] == ((48, 64, 3), [(3, (4, 5, 20, 30), False)])
     assert len(list((tmp_path / "out" / "Annotations" / "v").glob("*.png"))) == 7
     with pytest.raises(ValueError, match="needs --targets"):

@@ -41,7 +41,7 @@ def test_config_yaml_holds_every_parameter_with_its_default_and_type():
 
 def test_table_covers_the_node_settings_and_every_settings_field():
     names = [s.name for s in params.table()]
-    assert {"autostart", "compressed", "label_encoding", "frame_ring_size", "fault_limit",
+    assert {"autostart", "compressed", "label_encoding", "frame_ring_size", "tracker.fault_limit",
             "overlay.alpha"} <= set(names)
     assert [s.name for s in specs(Settings())] == names[-len(list(specs(Settings()))):]
     assert {"backend", "tracker.min_area", "memory.capacity", "cpu.threads", "hqsmem.device"} <= set(names)
@@ -94,7 +94,7 @@ def test_split_builds_both_configs_and_names_every_bad_value():
 
 def test_only_dynamic_fields_that_a_running_node_can_apply_change_at_run_time():
     runtime = {s.name for s in params.table() if params.applies_at_run_time(s)}
-    assert {"tracker.min_area", "memory.capacity", "refiner.enabled", "overlay.alpha", "fault_limit"} <= runtime
+    assert {"tracker.min_area", "memory.capacity", "refiner.enabled", "overlay.alpha", "tracker.fault_limit"} <= runtime
     assert not runtime & {"backend", "compressed", "label_encoding", "autostart",
                           "tracker.max_objects", "cpu.threads"}
     assert all(not n.startswith(("cpu.", "hqsmem.")) for n in runtime)

@@ -6,7 +6,8 @@ import pytest
 from hqsmem_ros.core.backends.base import Backend
 from hqsmem_ros.core.memory import MemoryConfig
 from hqsmem_ros.core.refine import RefinerConfig, VerifiedRefiner
-from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker, TargetError, TrackerConfig, check_target
+from hqsmem_ros.core.targets import Rejection, check_target
+from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker, TrackerConfig
 from hqsmem_ros.core.types import Prediction, Target
 
 H, W = 60, 80
@@ -180,14 +181,6 @@ def test_a_backend_fault_yields_a_flagged_result_and_the_next_frame_proceeds():
     assert good.ok and good.objects[0].present and tracker.consecutive_faults == 0
 
 
-def test_targets_beyond_max_objects_are_rejected_not_dropped_silently():
-    backend = ScriptedBackend()
-    tracker = HQSMemTracker(backend, HQSMemConfig(TrackerConfig(max_objects=2)))
-    result = tracker.process(FRAME, [Target(i, mask=box_mask(i * 10, 0, i * 10 + 5, 5)) for i in (1, 2, 3)])
-    assert [o.obj_id for o in result.objects] == [1, 2]
-    assert len(result.rejected) == 1 and "target 3" in result.rejected[0]
-
-
 def test_box_only_target_is_segmented_inside_its_box():
     frame = np.full((H, W, 3), 30, np.uint8)
     frame[20:40, 30:50] = (220, 40, 40)
@@ -207,7 +200,7 @@ def test_box_only_target_is_segmented_inside_its_box():
     (Target(1, box=(0, 0, 5, 5), mask=box_mask(30, 30, 40, 40)), "do not overlap"),
 ])
 def test_check_target_rejects_with_a_reason(target, reason):
-    with pytest.raises(TargetError, match=reason):
+    with pytest.raises(Rejection, match=reason):
         check_target(target, (H, W))
 
 

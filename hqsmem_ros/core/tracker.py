@@ -7,12 +7,11 @@
     6. absence                                 -> empty / tiny / unconfident masks are reported absent
 
 One frame in, one ``FrameResult`` out, also when the backend fails on that frame. Not thread-safe:
-callers serialise ``process``, ``add``-via-``process``, ``remove`` and ``reset``.
+``core.session.TrackingSession`` drives it, one call at a time, and checks the targets it is given.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from .box_init import grabcut_mask
 from .config import param
 from .memory import MemoryConfig, MemoryDecision, SmartMemory
 from .refine import RefinerConfig, VerifiedRefiner
-from .types import Box, FrameResult, ObjectResult, Prediction, Target, box_mask, mask_box
+from .types import Box, FrameResult, ObjectResult, Prediction, Target, mask_box
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,11 @@ class TrackerConfig:
     presence_threshold: float = param(0.3, "A base-model confidence below this reports the object absent",
                                       min=0.0, max=1.0, dynamic=True)
     max_objects: int = param(32, "Most objects tracked at once; further targets are rejected", min=1, max=255)
+    resolution_change_frames: int = param(5, "Consecutive frames of a new size before tracking restarts on it; "
+                                          "until then such frames are rejected (resolution_mismatch)",
+                                          min=1, max=10_000)
+    fault_limit: int = param(10, "Consecutive tracker faults after which the tracker is reset and restarted "
+                             "from the last good masks", min=1, max=100_000, dynamic=True)
 
 
 @dataclass(frozen=True)
@@ -44,43 +48,6 @@ class HQSMemConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
-
-
-class TargetError(ValueError):
-    """A target that cannot start a track (the message says why)."""
-
-
-def check_target(target: Target, shape: tuple[int, int]) -> Target:
-    """``target`` with its box clipped to the image and its mask as bool; raises TargetError if unusable."""
-    h, w = shape
-    oid = target.obj_id
-    if target.box is None and target.mask is None:
-        raise TargetError(f"target {oid}: neither a box nor a mask")
-    box = None
-    if target.box is not None:
-        x0, y0, x1, y1 = (float(v) for v in target.box)
-        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-            raise TargetError(f"target {oid}: box {target.box} has a non-finite coordinate")
-        if x1 <= x0 or y1 <= y0:
-            raise TargetError(f"target {oid}: box {target.box} has zero or negative area")
-        cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-        cx1, cy1 = min(w, int(math.ceil(x1))), min(h, int(math.ceil(y1)))
-        if cx1 <= cx0 or cy1 <= cy0:
-            raise TargetError(f"target {oid}: box {target.box} lies outside the {w}x{h} image")
-        box = (cx0, cy0, cx1, cy1)
-    mask = None
-    if target.mask is not None:
-        mask = np.asarray(target.mask)
-        if mask.shape != (h, w):
-            raise TargetError(f"target {oid}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {w}x{h}")
-        mask = mask.astype(bool)
-        if not mask.any():
-            raise TargetError(f"target {oid}: mask is empty")
-        if box is not None:
-            mask = mask & box_mask(mask.shape, box)
-            if not mask.any():
-                raise TargetError(f"target {oid}: mask and box do not overlap")
-    return Target(oid, target.label, box, mask)
 
 
 @dataclass
@@ -136,18 +103,13 @@ class HQSMemTracker:
 
     # -- the loop --------------------------------------------------------------------------------
     def process(self, frame: np.ndarray, targets: Iterable[Target] = ()) -> FrameResult:
-        """Track every object on ``frame`` and start ``targets`` on it (already ``check_target``-ed;
-        a target whose id is tracked re-initialises that object)."""
+        """Track every object on ``frame`` and start ``targets`` on it (checked for its size and for
+        max_objects by ``core.session``; a target whose id is tracked re-initialises that object)."""
         t = self.frame_index
         self.frame_index += 1
         timings: dict[str, float] = {}
-        targets = list(targets)
-        room = self.config.tracker.max_objects - len(set(self.tracks) - {tg.obj_id for tg in targets})
-        rejected = [f"target {tg.obj_id}: max_objects={self.config.tracker.max_objects} already tracked"
-                    for tg in targets[max(room, 0):]]
         try:
-            result = self._process(t, frame, targets[:max(room, 0)], timings)
-            result.rejected = rejected
+            result = self._process(t, frame, list(targets), timings)
             self.consecutive_faults = 0
             return result
         except Exception as exc:  # one bad frame must not end the stream: report it, go on
@@ -155,7 +117,7 @@ class HQSMemTracker:
             empty = np.zeros(frame.shape[:2], bool)
             objects = [ObjectResult(oid, tr.label, False, 0.0, empty, None) for oid, tr in self.tracks.items()]
             return FrameResult(t, objects, ok=False, status=f"{type(exc).__name__}: {exc}",
-                               memory_frames=len(self.memory), timings=timings, rejected=rejected)
+                               memory_frames=len(self.memory), timings=timings)
 
     def _process(self, t: int, frame: np.ndarray, targets: list[Target], timings: dict[str, float]) -> FrameResult:
         cfg = self.config.tracker

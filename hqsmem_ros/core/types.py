@@ -52,7 +52,6 @@ class FrameResult:
     status: str = "ok"
     memory_frames: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    rejected: list[str] = field(default_factory=list)  # targets given with this frame that did not start
 
 
 def mask_box(mask: np.ndarray) -> Box | None:

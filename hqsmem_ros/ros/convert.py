@@ -17,7 +17,7 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from ..core.tracker import TargetError, check_target
+from ..core.targets import Rejection
 from ..core.types import FrameResult, Target
 from ..msg import Target as TargetMsg, TargetArray, TrackedObject, TrackedObjectArray
 
@@ -32,12 +32,8 @@ MAX_REQUEST_ITEMS = 4096  # targets or ids in one message or request; more is re
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
 
 
-class InputError(ValueError):
-    """A rejected input; ``reason`` names the kind (counted), the text says exactly what is wrong."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+class InputError(Rejection):
+    """A rejected message; ``reason`` names the kind (counted), the text says exactly what is wrong."""
 
 
 # -- images ------------------------------------------------------------------------------------------
@@ -216,25 +212,6 @@ def targets_to_msg(targets: list[Target], header: Header | None = None) -> Targe
     return out
 
 
-def check_targets(targets: list[Target], shape: tuple[int, int]) -> tuple[list[Target], list[InputError]]:
-    """``core.tracker.check_target`` on each target for an image of ``shape`` (H, W): box problems are
-    reason ``box``, the rest (mask size, empty mask, no overlap, nothing given) reason ``mask``."""
-    ok, errors = [], []
-    for tg in targets:
-        try:
-            if tg.box is not None:
-                try:
-                    check_target(Target(tg.obj_id, box=tg.box), shape)
-                except TargetError as exc:
-                    raise InputError("box", str(exc)) from None
-            ok.append(check_target(tg, shape))
-        except TargetError as exc:
-            errors.append(InputError("mask", str(exc)))
-        except InputError as exc:
-            errors.append(exc)
-    return ok, errors
-
-
 def id_ranges(ids: Iterable[int], limit: int = 8) -> str:
     """'1..5, 9, 12..40' for sorted ids, at most ``limit`` runs (then '...'): one log line for many ids."""
     runs: list[list[int]] = []
@@ -245,20 +222,6 @@ def id_ranges(ids: Iterable[int], limit: int = 8) -> str:
             runs.append([i, i])
     text = ", ".join(f"{a}..{b}" if b > a else str(a) for a, b in runs[:limit])
     return text + (", ..." if len(runs) > limit else "")
-
-
-def check_boxes(targets: list[Target]) -> tuple[list[Target], list[InputError]]:
-    """The box checks that need no image size (finite, non-negative, positive area); reason ``box``."""
-    unbounded = (np.iinfo(np.int32).max,) * 2  # no box lies outside it
-    ok, errors = [], []
-    for tg in targets:
-        try:
-            if tg.box is not None:
-                check_target(Target(tg.obj_id, box=tg.box), unbounded)
-            ok.append(tg)
-        except TargetError as exc:
-            errors.append(InputError("box", str(exc)))
-    return ok, errors
 
 
 def split_remove(ids: Iterable[int], known: Collection[int]) -> tuple[list[int], list[int]]:

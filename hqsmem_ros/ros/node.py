@@ -1,4 +1,4 @@
-"""The ``hqsmem_tracker`` lifecycle node: a thin adapter around ``core.HQSMemTracker``.
+"""The ``hqsmem_tracker`` lifecycle node: a thin adapter around ``core.session.TrackingSession``.
 
     configure   read and check the parameters, build the tracker (says which backend and why),
                 create publishers and services, start the worker thread
@@ -7,9 +7,9 @@
     cleanup     stop the worker, release the tracker
 
 The executor only checks headers and queues (no decoding: ``frames.FrameBuffer`` holds the messages);
-the worker thread decodes the one frame it takes and runs the tracker on the newest frame (see
-``frames.FrameBuffer``) and publishes exactly one ``tracks`` message per processed frame. Every tracker
-call (process, remove, reset, configure) holds ``self._lock``: the core tracker is not thread-safe.
+the worker thread decodes the one frame it takes, steps the session on it and publishes exactly one
+``tracks`` message per processed frame. What happens to objects across frames (target checks, the
+resolution policy, fault recovery) is the session's; the node converts, counts, logs and publishes.
 
 Inputs in order: an image whose stamp equals or is older than the last accepted image's is rejected
 (reasons ``duplicate_stamp``, ``old_stamp``: logged, counted in /diagnostics as ``rejected.<reason>``),
@@ -22,12 +22,11 @@ Too many images: the subscription keeps one sample and ``frames.FrameBuffer`` a 
 frames_processed + frames_dropped + frames_waiting + rejected_images_total). No callback raises out of
 the executor (``_guarded``): an unexpected exception is a counted ``internal_error``.
 
-Degraded states:
-- frames of another size are refused until the size persists (``core.resolution.ResolutionGate``);
-  then the tracker resets (the objects' masks no longer fit), the node logs it, counts it, and tracks
-  targets sent for the new resolution;
-- ``fault_limit`` consecutive tracker faults reset the tracker and restart every object from its last
-  good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since);
+Degraded states (the session's policies, logged and counted here):
+- frames of another size are refused until the size persists (``tracker.resolution_change_frames``);
+  then tracking restarts on it (the objects' masks no longer fit) and targets sent for it start;
+- ``tracker.fault_limit`` consecutive tracker faults reset the tracker and restart every object from its
+  last good mask on the next frame; if faults go on, the next reset restarts nothing (no good mask since);
 - an error outside the tracker (e.g. publishing) is logged and the worker goes on with the next frame;
   a shutdown (SIGINT/SIGTERM) that lands mid-frame ends the worker without a traceback.
 """
@@ -53,9 +52,9 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.factory import Settings, build_tracker
-from ..core.resolution import ResolutionGate, Verdict
+from ..core.session import Outcome, TrackingSession
+from ..core.targets import Rejection
 from ..core.tracker import HQSMemTracker
-from ..core.types import Target
 from ..msg import TargetArray, TrackedObjectArray
 from ..srv import AddTargets, RemoveTargets
 from . import convert, params, transport
@@ -97,13 +96,10 @@ class TrackerNode(LifecycleNode):
         self._specs = {spec.name: spec for spec in params.table()}
         self._param_problems = self._declare_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._lock = threading.Lock()
         self._stats = NodeStats()
         self._last_logged: dict[str, float] = {}
-        self.tracker: HQSMemTracker | None = None
-        self._shape: tuple[int, int] | None = None
+        self.session: TrackingSession | None = None
         self._last_stamp: int | None = None  # of the last accepted image (executor side)
-        self._last_good: dict[int, tuple[str, object]] = {}  # id -> (label, mask) of the last ok frame
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._inputs: list = []
@@ -129,7 +125,7 @@ class TrackerNode(LifecycleNode):
         changes = {p.name: p.value for p in changed if p.name in self._specs}
         if not changes:
             return SetParametersResult(successful=True)
-        if self.tracker is not None:
+        if self.session is not None:
             fixed = [n for n in changes if not params.applies_at_run_time(self._specs[n])]
             if fixed:
                 return SetParametersResult(successful=False, reason=(
@@ -139,10 +135,9 @@ class TrackerNode(LifecycleNode):
             return SetParametersResult(successful=False, reason="; ".join(problems))
         for name in changes:
             self._param_problems.pop(name, None)
-        if self.tracker is not None:  # configured: every other value is valid, so this cannot fail
+        if self.session is not None:  # configured: every other value is valid, so this cannot fail
             node_config, settings = params.split({**self._values(), **changes})
-            with self._lock:
-                self.tracker.configure(settings.core)
+            self.session.configure(settings.core)
             self._config, self._settings = node_config, settings
             self.get_logger().info("applied " + ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return SetParametersResult(successful=True)
@@ -160,17 +155,16 @@ class TrackerNode(LifecycleNode):
         if problems:
             return FAILURE
         try:
-            self.tracker, backend_line = self._build_tracker(self._settings)
+            tracker, backend_line = self._build_tracker(self._settings)
         except Exception as exc:  # any backend may fail to build (weights, device): say so, stay unconfigured
             log.error(f"configure failed: building the tracker (backend={self._settings.backend}): "
                       f"{type(exc).__name__}: {exc}")
             return FAILURE
         log.info(backend_line)
-        self._backend_name, self._device = self.tracker.backend.name, self.tracker.backend.device
+        self.session = TrackingSession(tracker)
+        self._backend_name, self._device = tracker.backend.name, tracker.backend.device
         self._buffer = FrameBuffer(self._config.frame_ring_size)
-        self._resolution = ResolutionGate(self._config.resolution_change_frames)
         self._decode = convert.decode_compressed if self._config.compressed else convert.decode_image
-        self._shape, self._last_good = None, {}
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
         self._label_pub = self.create_lifecycle_publisher(Image, "tracks/label_image", OUTPUT_QOS)
         self._overlay_pub = self.create_lifecycle_publisher(Image, "tracks/overlay", OUTPUT_QOS)
@@ -232,7 +226,7 @@ class TrackerNode(LifecycleNode):
 
     def _release(self) -> None:
         self._stop_worker()
-        if self.tracker is None:
+        if self.session is None:
             return
         for pub in (self._tracks_pub, self._label_pub, self._overlay_pub):
             self.destroy_lifecycle_publisher(pub)
@@ -240,8 +234,7 @@ class TrackerNode(LifecycleNode):
         self.destroy_timer(self._diag_timer)
         for srv in self._service_handles:
             self.destroy_service(srv)
-        with self._lock:
-            self.tracker = None
+        self.session = None  # the worker has stopped: nothing steps it any more
 
     def _stop_worker(self) -> None:
         if self._worker is not None:
@@ -268,20 +261,15 @@ class TrackerNode(LifecycleNode):
             jumped_back = convert.check_stamp(stamp, self._last_stamp)
             shape = (convert.compressed_shape(msg, limit) if self._config.compressed
                      else convert.image_shape(msg, max_pixels=limit))
-            tracked = self._resolution.size
-            verdict = self._resolution.observe(shape)
-            if verdict is Verdict.MISMATCH:
-                raise convert.InputError("resolution_mismatch", (
-                    f"image is {shape[1]}x{shape[0]} while tracking {tracked[1]}x{tracked[0]}: refused until the new "
-                    f"size comes {self._resolution.frames} times in a row (resolution_change_frames)"))
-        except convert.InputError as exc:
+            tracked = self.session.size
+            if self.session.admit(shape):
+                self.get_logger().warning(
+                    f"resolution changes from {tracked[1]}x{tracked[0]} to {shape[1]}x{shape[0]} "
+                    f"({self.session.resolution_change_frames} frames in a row): tracking restarts on the new size",
+                    throttle_duration_sec=REPEAT_LOG_PERIOD_S)
+        except Rejection as exc:
             self._reject(exc, "images", "rejected image: ", throttle=True)
             return
-        if verdict is Verdict.CHANGED:
-            self.get_logger().warning(
-                f"resolution changes from {tracked[1]}x{tracked[0]} to {shape[1]}x{shape[0]} "
-                f"({self._resolution.frames} frames in a row): tracking restarts on the new size",
-                throttle_duration_sec=REPEAT_LOG_PERIOD_S)
         if jumped_back:
             self._stats.stamp_jumps_back += 1
             self.get_logger().warning(
@@ -308,20 +296,10 @@ class TrackerNode(LifecycleNode):
         targets, errors = convert.targets_from_msg(msg, max_id)
         stamp = _stamp_ns(msg.header.stamp)
         # A held frame's size is known now; zero-stamped targets start on the next frame processed, whose
-        # size only that frame knows: their boxes are checked for what needs no size, the rest on arrival.
+        # size only that frame knows: they get the checks that need no size now, the rest when they start.
         shape = self._buffer.shape_for(stamp) if stamp else None
-        targets, more = convert.check_targets(targets, shape) if shape else convert.check_boxes(targets)
-        errors += more
-        known = set(self.tracker.object_ids) | self._buffer.waiting_ids()
-        room, fits = self._settings.tracker.max_objects - len(known), []
-        for t in targets:
-            if t.obj_id in known or room > 0:
-                room -= t.obj_id not in known
-                known.add(t.obj_id)
-                fits.append(t)
-            else:
-                errors.append(convert.InputError("max_objects", f"target {t.obj_id}: max_objects="
-                                                 f"{self._settings.tracker.max_objects} already tracked or waiting"))
+        fits, refused = self.session.check_targets(targets, shape, self._buffer.waiting_ids())
+        errors += refused
         self._reject_all(errors, "targets", "rejected ")
         if fits:
             where = self._buffer.add_targets(stamp, fits)
@@ -348,13 +326,9 @@ class TrackerNode(LifecycleNode):
             self._reject(exc, "requests", "rejected remove: ")
             response.success, response.message = False, str(exc)
             return response
-        with self._lock:
-            waiting = self._buffer.discard_targets(request.ids)
-            tracked = set(self.tracker.object_ids)
-            removed, unknown = convert.split_remove(request.ids, waiting | tracked)
-            self.tracker.remove([i for i in removed if i in tracked])
-            for i in removed:
-                self._last_good.pop(i, None)
+        waiting = self._buffer.discard_targets(request.ids)
+        had = self.session.remove(request.ids)
+        removed, unknown = convert.split_remove(request.ids, waiting | set(had))
         if unknown:
             self._reject_all([convert.InputError("unknown_id", f"{len(unknown)} unknown id{'s' * (len(unknown) > 1)}: "
                                                  f"{convert.id_ranges(unknown)}")], "requests", "rejected remove: ")
@@ -365,17 +339,14 @@ class TrackerNode(LifecycleNode):
 
     @_guarded("requests")
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        with self._lock:
-            dropped = len(self.tracker.object_ids)
-            self._buffer.clear(frames=False)
-            self.tracker.reset()
-            self._last_good = {}
+        self._buffer.clear(frames=False)
+        dropped = self.session.reset()
         self._last_stamp = None  # a reset stream may replay earlier stamps (the same bag again)
         response.success, response.message = True, f"tracker reset: {dropped} objects dropped"
         self.get_logger().info(response.message)
         return response
 
-    def _reject(self, exc: convert.InputError, kind: str, prefix: str, throttle: bool = False,
+    def _reject(self, exc: Rejection, kind: str, prefix: str, throttle: bool = False,
                 late: bool = False) -> None:
         """Count a rejected input (of ``kind``, diagnostics.KINDS) and log it. Throttled (images: a broken
         camera must not flood the log), a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
@@ -386,16 +357,16 @@ class TrackerNode(LifecycleNode):
         self._last_logged[key] = now
         self.get_logger().warning(f"{prefix}{exc}")
 
-    def _reject_all(self, errors: list[convert.InputError], kind: str, prefix: str) -> None:
+    def _reject_all(self, errors: list[Rejection], kind: str, prefix: str) -> None:
         """Count every rejection of one message; log one line per reason (its first item and how many more)."""
-        by_reason: dict[str, list[convert.InputError]] = {}
+        by_reason: dict[str, list[Rejection]] = {}
         for exc in errors:
             by_reason.setdefault(exc.reason, []).append(exc)
         for reason, items in by_reason.items():
             for exc in items[1:]:
                 self._stats.reject(reason, kind)
             more = f" (and {len(items) - 1} more: {reason})" if len(items) > 1 else ""
-            self._reject(convert.InputError(reason, f"{items[0]}{more}"), kind, prefix)
+            self._reject(Rejection(reason, f"{items[0]}{more}"), kind, prefix)
 
     # -- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -413,53 +384,37 @@ class TrackerNode(LifecycleNode):
                                         f"{exc}", throttle_duration_sec=5.0)
 
     def _process(self, job: Job) -> None:
-        header = job.frame.header
-        log = self.get_logger()
         start = time.perf_counter()
         try:
             rgb = self._decode(job.frame.pixels)
-        except convert.InputError as exc:  # counted as a rejected image; its targets wait for the next frame
+            outcome = self.session.step(rgb, job.targets)
+        except Rejection as exc:  # counted as a rejected image; its targets wait for the next frame
             self._reject(exc, "images", "rejected image: ", throttle=True, late=True)
             self._buffer.requeue(job.targets)
             return
-        with self._lock:
-            tracker = self.tracker
-            shape = rgb.shape[:2]
-            if self._shape is not None and shape != self._shape:  # a new size that persisted (ResolutionGate)
-                dropped = tracker.object_ids
-                tracker.reset()
-                self._last_good = {}
-                self._stats.resolution_resets += 1
-                log.warning(f"resolution changed from {self._shape[1]}x{self._shape[0]} to {shape[1]}x{shape[0]}: "
-                            f"tracking reset, objects {convert.id_ranges(dropped)} dropped; send new targets",
-                            throttle_duration_sec=REPEAT_LOG_PERIOD_S)
-            self._shape = shape
-            targets, errors = convert.check_targets(job.targets, shape)
-            result = tracker.process(rgb, targets)
-            if result.ok:
-                self._last_good = {o.obj_id: (o.label, o.mask) for o in result.objects if o.present}
-            elif tracker.consecutive_faults >= self._config.fault_limit:
-                self._degrade(tracker, result.status)
-            else:
-                log.warning(f"tracker fault on frame {result.frame_index}: {result.status}", throttle_duration_sec=5.0)
-        self._reject_all(errors + [convert.InputError("max_objects", line) for line in result.rejected], "targets",
-                         "rejected ")
+        self._report(outcome)
         try:
-            self._publish(result, rgb, header)
+            self._publish(outcome.result, rgb, job.frame.header)
         finally:  # counted even if publishing fails: received = processed + dropped + waiting must hold
-            self._stats.frame_done(result, time.perf_counter() - start)
+            self._stats.frame_done(outcome.result, time.perf_counter() - start)
 
-    def _degrade(self, tracker: HQSMemTracker, status: str) -> None:
-        """Too many faults in a row: reset, and restart the objects from their last good masks."""
-        restart = [Target(oid, label, mask=mask) for oid, (label, mask) in self._last_good.items()]
-        self.get_logger().error(
-            f"{tracker.consecutive_faults} consecutive tracker faults (last: {status}): tracker reset; "
-            f"restarting objects {[t.obj_id for t in restart]} from their last good masks on the next frame")
-        tracker.reset()
-        self._last_good = {}
-        self._stats.fault_resets += 1
-        if restart:
-            self._buffer.add_targets(0, restart)
+    def _report(self, outcome: Outcome) -> None:
+        """Log and count what the session did besides tracking: resets, fault recovery, refused targets."""
+        log, result = self.get_logger(), outcome.result
+        if outcome.resized:
+            (h0, w0), (h1, w1) = outcome.resized
+            self._stats.resolution_resets += 1
+            log.warning(f"resolution changed from {w0}x{h0} to {w1}x{h1}: tracking reset, objects "
+                        f"{convert.id_ranges(outcome.dropped)} dropped; send new targets",
+                        throttle_duration_sec=REPEAT_LOG_PERIOD_S)
+        if outcome.restarting is not None:
+            self._stats.fault_resets += 1
+            log.error(f"{self._settings.tracker.fault_limit} consecutive tracker faults (last: {result.status}): "
+                      f"tracker reset; restarting objects {outcome.restarting} from their last good masks on the "
+                      "next frame")
+        elif not result.ok:
+            log.warning(f"tracker fault on frame {result.frame_index}: {result.status}", throttle_duration_sec=5.0)
+        self._reject_all(outcome.rejected, "targets", "rejected ")
 
     def _publish(self, result, rgb, header) -> None:
         self._tracks_pub.publish(convert.result_to_msg(result, header))

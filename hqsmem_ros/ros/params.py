@@ -48,11 +48,6 @@ class NodeConfig:
     max_image_pixels: int = param(4096 * 2160, "Largest image accepted, in pixels (width x height; default: 4K), "
                                   "checked from the message or the compressed header before decoding",
                                   min=1, max=100_000_000, dynamic=True)
-    resolution_change_frames: int = param(5, "Consecutive frames of a new size before tracking restarts on it; "
-                                          "until then such frames are rejected (resolution_mismatch)",
-                                          min=1, max=10_000)
-    fault_limit: int = param(10, "Consecutive tracker faults after which the tracker is reset and restarted "
-                             "from the last good masks", min=1, max=100_000, dynamic=True)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
 

@@ -30,7 +30,8 @@ from ..core.memory import POLICIES, MemoryConfig
 from ..core.metrics import boundary_f, jaccard
 from ..core.scenes import DEFAULT_FRAMES as SCENE_FRAMES, SCENE_KINDS, SPLITS, make_scene
 from ..core.sequences import SEQUENCE_KINDS, Sequence, make_sequence
-from ..core.tracker import HQSMemConfig, check_target
+from ..core.session import TrackingSession
+from ..core.tracker import HQSMemConfig
 from ..core.types import mask_box
 
 QUICK_FRAMES = dict(translation=60, scale_rotation=80, occlusion=150, exit_reentry=160, distractor=120,
@@ -96,7 +97,7 @@ def _mean(values) -> float:
 def run(sequence, core: HQSMemConfig, cpu: CpuBackendConfig, min_area: int, baselines: tuple[str, ...] = ()) -> Score:
     """Score the CPU backend (and the named OpenCV ``baselines``, timed in the same run) on ``sequence``
     (a Sequence or a Scene)."""
-    tracker = build_cpu_tracker(cpu, core)
+    session = TrackingSession(build_cpu_tracker(cpu, core))
     score = Score(sequence.name, len(sequence))
     full_area: dict[int, int] = {}
     gone_for = {oid: 0 for oid in sequence.object_ids}
@@ -104,9 +105,9 @@ def run(sequence, core: HQSMemConfig, cpu: CpuBackendConfig, min_area: int, base
     boxers: dict[str, dict[int, object]] = {}
     for i in range(len(sequence)):
         frame, truth = sequence.frame(i)
-        targets = [check_target(t, frame.shape[:2]) for t in sequence.targets()] if i == 0 else []
+        targets = sequence.targets() if i == 0 else []
         start = time.perf_counter()
-        result = tracker.process(frame, targets)
+        result = session.process(frame, targets).result
         score.seconds += time.perf_counter() - start
         if not result.ok:
             raise RuntimeError(f"{sequence.name} frame {i}: {result.status}")

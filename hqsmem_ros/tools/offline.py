@@ -27,8 +27,9 @@ import yaml
 from ..core import davis_io
 from ..core.config import from_flat
 from ..core.factory import Settings, build_tracker
-from ..core.tracker import TargetError, check_target
-from ..core.types import FrameResult, Target
+from ..core.session import TrackingSession
+from ..core.targets import Rejection
+from ..core.types import Target
 from . import bags
 from .targets_file import load_targets
 
@@ -123,23 +124,23 @@ def open_clips(source: Path, targets_file: Path | None = None, image_topic: str 
 
 
 # -- running ---------------------------------------------------------------------------------------
-def run_clip(tracker, clip: Clip, out_root: Path | None, progress: bool = False,
+def run_clip(session: TrackingSession, clip: Clip, out_root: Path | None, progress: bool = False,
              on_result=None) -> ClipStats:
-    """Track ``clip`` from a reset tracker; write one label PNG per frame under ``out_root``."""
+    """Track ``clip`` from a reset session, as the node would; write one label PNG per frame under
+    ``out_root`` (none for a frame the resolution policy refuses)."""
     from tqdm import tqdm
-    tracker.reset()
+    session.reset()
     rejected: list[str] = []
     max_memory = frames = 0
     start = time.perf_counter()
     for stem, rgb, targets in tqdm(clip.frames, total=clip.length, desc=clip.name, unit="frame", disable=not progress):
-        checked = []
-        for t in targets:
-            try:
-                checked.append(check_target(t, rgb.shape[:2]))
-            except TargetError as exc:
-                rejected.append(f"{clip.name}/{stem}: {exc}")
-        result: FrameResult = tracker.process(rgb, checked)
-        rejected += result.rejected
+        try:
+            outcome = session.process(rgb, targets)
+        except Rejection as exc:
+            rejected.append(f"{clip.name}/{stem}: frame refused: {exc}")
+            continue
+        result = outcome.result
+        rejected += [f"{clip.name}/{stem}: {exc}" for exc in outcome.rejected]
         if not result.ok:
             rejected.append(f"{clip.name}/{stem}: tracker fault: {result.status}")
         max_memory = max(max_memory, result.memory_frames)
@@ -184,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tracker, why = build_tracker(settings)
     print(f"offline: {why}")
+    session = TrackingSession(tracker)
     for clip in clips:
-        stats = run_clip(tracker, clip, args.out, progress=True)
+        stats = run_clip(session, clip, args.out, progress=True)
         for line in stats.rejected:
             print(f"offline: {line}", file=sys.stderr)
         print(f"offline: {clip.name}: {stats.frames} frames, {stats.fps:.2f} fps, "

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from ..core.sequences import make_sequence
-from ..core.tracker import check_target
 from ..core.types import Target
 from ..ros import params, transport
 
@@ -116,22 +115,24 @@ def churn(n: int, removed: bool, visible: bool) -> str | None:
 def run_core(args, size: tuple[int, int]) -> bool:
     from ..core.backends.cpu import CpuBackendConfig
     from ..core.factory import Settings, build_tracker
+    from ..core.session import TrackingSession
     seq = make_sequence("exit_reentry", size=size, n_objects=3)
     frames = [seq.frame(i) for i in range(len(seq))]  # rendered once: the loop measures the tracker
     tracker, line = build_tracker(Settings(backend="cpu", cpu=CpuBackendConfig(threads=args.threads,
                                                                                work_short_side=args.work_short_side)))
     print(line, flush=True)
+    session = TrackingSession(tracker)
     labels = {t.obj_id: t.label for t in seq.targets()}
     monitor = Monitor("self", args.every)
-    pending = [check_target(t, size) for t in seq.targets()]
+    pending = seq.targets()
     for n in range(args.frames):
         rgb, truth = frames[n % len(frames)]
-        action = churn(n, CHURN_ID not in tracker.object_ids, truth[CHURN_ID].any())
+        action = churn(n, CHURN_ID not in session.object_ids, truth[CHURN_ID].any())
         if action == "remove":
-            tracker.remove([CHURN_ID])
+            session.remove([CHURN_ID])
         elif action == "add":
-            pending.append(check_target(Target(CHURN_ID, labels[CHURN_ID], mask=truth[CHURN_ID]), size))
-        result = tracker.process(rgb, pending)
+            pending.append(Target(CHURN_ID, labels[CHURN_ID], mask=truth[CHURN_ID]))
+        result = session.process(rgb, pending).result
         pending = []
         monitor.tick(n + 1, result.memory_frames)
     return monitor.verdict(args.tolerance_kib)
