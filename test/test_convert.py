@@ -231,6 +231,19 @@ def test_label_image_holds_ids_in_mono16_and_mono8():
     assert np.array_equal(convert.image_to_array(msg), labels)
 
 
+def test_a_jpeg_libjpeg_repairs_is_decoded_and_its_warning_reported_not_printed(capfd):
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    good = cv2.imencode(".jpg", noise)[1].tobytes()
+    data = bytearray(good)
+    data[len(data) // 2:len(data) // 2 + 6] = b"\xff\xd3\xff\xd5\x12\x34"  # stray markers inside the scan
+    warnings = []
+    rgb = convert.decode_compressed(CompressedImage(format="jpeg", data=bytes(data)), on_repaired=warnings.append)
+    assert rgb.shape == noise.shape and len(warnings) == 1 and "Corrupt JPEG data" in warnings[0]
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+    convert.decode_compressed(CompressedImage(format="jpeg", data=good), on_repaired=warnings.append)
+    assert len(warnings) == 1  # an intact JPEG reports nothing
+
+
 def test_compressed_headers_give_the_size_before_decoding_and_bombs_are_refused():
     import struct
     import zlib

@@ -98,12 +98,20 @@ def test_best_effort_compressed_input_and_sigterm(node_process, probe, ros_conte
         wait_until(lambda: pub.publish(CompressedImage(format="png", data=png.tobytes())) or probe.tracks, 10,
                    "tracks for a compressed frame")
         assert iou(full_mask(probe.tracks[0].objects[0], (120, 160)), truth[1]) > 0.9
+        jpeg = bytearray(cv2.imencode(".jpg", seq.frame(1)[0][:, :, ::-1])[1].tobytes())
+        jpeg[len(jpeg) // 2:len(jpeg) // 2 + 6] = b"\xff\xd3\xff\xd5\x12\x34"  # libjpeg repairs it
+        wait_until(lambda: pub.publish(CompressedImage(format="jpeg", data=bytes(jpeg))) or len(probe.tracks) > 1, 10,
+                   "tracks for a repaired JPEG")
+        probe.wait_log("image decoded with repairs (corrupt_repaired): Corrupt JPEG data")
+        assert int(probe.latest_diagnostics()["corrupt_repaired"]) >= 1
         pub.publish(CompressedImage(format="jpeg", data=b"not a jpeg"))
         probe.wait_log("rejected image: compressed image ('jpeg', 10 bytes) has no PNG or JPEG header")
     finally:
         probe.node.destroy_publisher(pub)
     assert node.stop(signal.SIGTERM) == 0
     assert "Traceback" not in node.stderr, node.stderr
+    # libjpeg's own warning never reaches stderr by itself: only inside the node's log line
+    assert all(line.startswith("[WARN]") for line in node.stderr.splitlines() if "Corrupt JPEG" in line)
 
 
 def test_the_generated_params_file_applies_in_a_namespace_and_autostart_false_waits(node_process, probe, tmp_path):

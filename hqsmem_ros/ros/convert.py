@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import array
 from collections import Counter
-from typing import Collection, Iterable
+from typing import Callable, Collection, Iterable
 
 import cv2
 import numpy as np
+import simplejpeg
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -29,7 +30,7 @@ ENCODINGS: dict[str, tuple[int, type]] = {
 MASK_ENCODINGS = ("mono8", "8UC1")
 MAX_ID = 65535
 MAX_REQUEST_ITEMS = 4096  # targets or ids in one message or request; more is rejected whole
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class InputError(Rejection):
@@ -105,46 +106,51 @@ def decode_image(msg: Image) -> np.ndarray:
 def compressed_shape(msg: CompressedImage, max_pixels: int | None = None) -> tuple[int, int]:
     """(H, W) that a PNG or JPEG CompressedImage declares in its header, read without decoding it, so that a
     small file declaring a huge image is refused before any memory is spent on it."""
-    data = bytes(msg.data[:65536])  # the headers sit at the start
+    data = bytes(msg.data)
     what = f"compressed image ({msg.format!r}, {len(msg.data)} bytes)"
     if not data:
         raise InputError("empty_image", f"compressed image ({msg.format!r}) has no data")
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:  # IHDR comes first
         return _check_size(int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), max_pixels, what)
     if data.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 4 <= len(data):
-            if data[i] != 0xFF:
-                break
-            marker = data[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers: no length
-                i += 2
-                continue
-            length = int.from_bytes(data[i + 2:i + 4], "big")
-            if marker in _JPEG_SOF and i + 9 <= len(data):
-                return _check_size(int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big"),
-                                   max_pixels, what)
-            if marker == 0xDA or length < 2:  # image data before any frame header
-                break
-            i += 2 + length
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError:
+            pass
+        else:
+            return _check_size(width, height, max_pixels, what)
     raise InputError("compressed", f"{what} has no PNG or JPEG header that declares its size")
 
 
-def decode_compressed(msg: CompressedImage) -> np.ndarray:
-    """RGB uint8 from a JPEG/PNG CompressedImage (check its header with ``compressed_shape`` first)."""
-    if len(msg.data) == 0:
+def decode_compressed(msg: CompressedImage, on_repaired: Callable[[str], None] | None = None) -> np.ndarray:
+    """RGB uint8 from a JPEG/PNG CompressedImage (check its header with ``compressed_shape`` first). A JPEG
+    with corrupt data that libjpeg-turbo can repair (a truncated or damaged scan) is decoded as repaired and
+    its warning goes to ``on_repaired``, not to stderr."""
+    data = bytes(msg.data)
+    if not data:
         raise InputError("empty_image", f"compressed image ({msg.format!r}) has no data")
-    try:
-        bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV's own limits (e.g. CV_IO_MAX_IMAGE_PIXELS): the same answer as unreadable data
-        bgr = None
-    if bgr is None or bgr.size == 0:
+    rgb = None
+    if data.startswith(b"\xff\xd8"):
+        try:
+            rgb = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError as strict:  # libjpeg's warnings are errors in strict mode: try again, repaired
+            try:
+                rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False)
+            except ValueError:
+                pass
+            else:
+                if on_repaired:
+                    on_repaired(str(strict))
+    elif data.startswith(_PNG_SIGNATURE):
+        try:
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:  # OpenCV's own limits (e.g. CV_IO_MAX_IMAGE_PIXELS): the same answer as unreadable data
+            bgr = None
+        rgb = None if bgr is None or bgr.size == 0 else np.ascontiguousarray(bgr[:, :, ::-1])
+    if rgb is None:
         raise InputError("compressed", f"compressed image ({msg.format!r}, {len(msg.data)} bytes) could not be "
                                        "decoded")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return rgb
 
 
 # -- stamps ------------------------------------------------------------------------------------------

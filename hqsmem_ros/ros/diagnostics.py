@@ -30,6 +30,7 @@ class NodeStats:
         self.fault_resets = 0
         self.resolution_resets = 0
         self.stamp_jumps_back = 0
+        self.corrupt_repaired = 0  # JPEGs decoded with libjpeg's repairs (processed)
         self.last: FrameResult | None = None
         self._latency: dict[str, deque[float]] = {}
         self._mark = (time.monotonic(), 0, 0, 0, 0)  # time, images, processed, faults, rejected at last report
@@ -68,7 +69,7 @@ class NodeStats:
                 "frames_waiting": received - self.processed - dropped - self.late_image_rejections,
                 "rejected_images_total": sum(self.rejected["images"].values()),
                 "faults": self.faults, "fault_resets": self.fault_resets, "resolution_resets": self.resolution_resets,
-                "stamp_jumps_back": self.stamp_jumps_back,
+                "stamp_jumps_back": self.stamp_jumps_back, "corrupt_repaired": self.corrupt_repaired,
                 "memory_frames": last.memory_frames if last else 0,
                 "objects_present": sum(o.present for o in last.objects) if last else 0,
                 "objects_absent": sum(not o.present for o in last.objects) if last else 0,

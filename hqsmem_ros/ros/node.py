@@ -164,7 +164,8 @@ class TrackerNode(LifecycleNode):
         self.session = TrackingSession(tracker)
         self._backend_name, self._device = tracker.backend.name, tracker.backend.device
         self._buffer = FrameBuffer(self._config.frame_ring_size)
-        self._decode = convert.decode_compressed if self._config.compressed else convert.decode_image
+        self._decode = (functools.partial(convert.decode_compressed, on_repaired=self._on_repaired)
+                        if self._config.compressed else convert.decode_image)
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
         self._label_pub = self.create_lifecycle_publisher(Image, "tracks/label_image", OUTPUT_QOS)
         self._overlay_pub = self.create_lifecycle_publisher(Image, "tracks/overlay", OUTPUT_QOS)
@@ -397,6 +398,12 @@ class TrackerNode(LifecycleNode):
             self._publish(outcome.result, rgb, job.frame.header)
         finally:  # counted even if publishing fails: received = processed + dropped + waiting must hold
             self._stats.frame_done(outcome.result, time.perf_counter() - start)
+
+    def _on_repaired(self, warning: str) -> None:
+        """A JPEG that libjpeg-turbo repaired: processed, counted apart, its warning in the ROS log."""
+        self._stats.corrupt_repaired += 1
+        self.get_logger().warning(f"image decoded with repairs (corrupt_repaired): {warning}",
+                                  throttle_duration_sec=REPEAT_LOG_PERIOD_S)
 
     def _report(self, outcome: Outcome) -> None:
         """Log and count what the session did besides tracking: resets, fault recovery, refused targets."""
