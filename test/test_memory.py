@@ -1,4 +1,4 @@
-"""SmartMemory pins the equations of hqsmem-method.md (eqs. 3-7) on hand-computed cases."""
+"""SmartMemory pins the equations of docs/method.md (§3, eqs. 10-14) on hand-computed cases."""
 
 import math
 

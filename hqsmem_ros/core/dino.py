@@ -1,7 +1,7 @@
 """DINO appearance features of mask regions: the refiner's ``Verifier`` and the memory's embedding.
 
 f(mask) = masked average of the ViT's patch tokens over a square crop around the mask's box,
-L2-normalised (hqsmem-method.md, step 3). All masks of a call go through the ViT as one batch.
+L2-normalised (docs/method.md §2.3, eq. 4). All masks of a call go through the ViT as one batch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Smart memory (S-Mem): which key frames the base model keeps, per hqsmem-method.md.
+"""Smart memory (S-Mem): which key frames the base model keeps, per docs/method.md §3.
 
 The policy only decides; the backend owns the memory tensors and is told what to write and evict.
 Keys are frame indices. Reference (initialisation) frames are pinned: never chosen for removal,
@@ -88,7 +88,7 @@ class SmartMemory:
 
     # -- the equations ------------------------------------------------------------------------
     def scores(self, t: int, embedding: np.ndarray) -> dict[int, tuple[float, float, float]]:
-        """(Rel_i, Fr_i, S_i) for every removable entry at frame ``t`` (eqs. 3-5)."""
+        """(Rel_i, Fr_i, S_i) per removable entry at frame ``t`` (docs/method.md, eqs. 10-12)."""
         e_t = _unit(embedding)
         lam = self.config.freshness_weight
         out = {}
@@ -99,7 +99,7 @@ class SmartMemory:
         return out
 
     def decide(self, t: int, embedding: np.ndarray) -> MemoryDecision:
-        """What to do with frame ``t`` (eqs. 6-7), without changing anything."""
+        """What to do with frame ``t`` (docs/method.md, eqs. 13-14), without changing anything."""
         cfg = self.config
         if cfg.policy == "reference_only":
             return MemoryDecision(False, tuple(e.key for e in self.removable), "reference_only policy")

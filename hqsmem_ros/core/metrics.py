@@ -1,8 +1,8 @@
 """Segmentation and tracking measures: J (region IoU), F (DAVIS boundary F-measure), and the VOTS
-measures of hqsmem-method.md. Masks are bool arrays; an absent object is an all-False mask.
+measures of docs/method.md §5. Masks are bool arrays; an absent object is an all-False mask.
 
 J and F follow the davis2017-evaluation toolkit (``db_eval_iou``, ``f_measure`` with ``_seg2bmap``);
-the VOTS measures are the simplified per-target definitions of hqsmem-method.md (the official
+the VOTS measures are the simplified per-target ones of docs/method.md (eqs. 22-23; the official
 ``vot-toolkit`` remains the reference for published numbers)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SAM-HQ box-prompted proposals: the refiner's ``Proposer`` (hqsmem-method.md, step 2).
+"""SAM-HQ box-prompted proposals: the refiner's ``Proposer`` (docs/method.md §2.2, eqs. 2-3).
 
 Per frame the image encoder runs once; all objects' boxes go through the prompt encoder and the HQ
 mask decoder as one batch. The decoder's ``forward`` keeps only one mask (best SAM mask + HQ

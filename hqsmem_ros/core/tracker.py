@@ -1,4 +1,4 @@
-"""HQSMemTracker: the per-frame loop of hqsmem-method.md, the only place that sequences its steps.
+"""HQSMemTracker: the per-frame loop of docs/method.md §2, the only place that sequences its steps.
 
     1. base VOS step (all objects)            -> backend.step
     2-3. box-prompted proposals, verified     -> refiner.refine (present objects only)

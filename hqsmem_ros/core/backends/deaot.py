@@ -1,5 +1,5 @@
 """The GPU pipeline: DeAOT (deaotpy) as the base model with its long-term memory run by SmartMemory,
-SAM-HQ proposals and DINO verification (hqsmem-method.md).
+SAM-HQ proposals and DINO verification (docs/method.md §2, §4.1).
 
 How DeAOT's memory is taken over: ``AOTEngine.update_long_term_memory`` is the single point where a
 frame enters long-term memory, and stock it prepends every memory frame forever. ``KeyedMemoryEngine``
