@@ -3,20 +3,18 @@ object-centric embeddings, flow without erosion, re-detection, and the ablation 
 
 from __future__ import annotations
 
-import dataclasses
-
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
 from hqsmem_ros.core.backends.base import Backend
-from hqsmem_ros.core.backends.cpu import (CpuBackend, CpuBackendConfig, _adds_the_object, _color_vote, _grabcut_regrow,
-                                         _upsample, _without_specks, build_cpu_tracker)
+from hqsmem_ros.core.backends.cpu import (CellMemoryConfig, CpuBackend, CpuBackendConfig, _adds_the_object, _color_vote,
+                                         _grabcut_regrow, _upsample, _without_specks, build_cpu_tracker)
 from hqsmem_ros.core.backends.cpu_appearance import ObjectAppearance, ScoreParams
 from hqsmem_ros.core.backends.cpu_features import FeatureExtractor, cell_coverage
 from hqsmem_ros.core.backends.cpu_flow import FlowWarper
-from hqsmem_ros.core.config import specs
+from hqsmem_ros.core.config import from_flat, specs
 from hqsmem_ros.core.memory import MemoryConfig
 from hqsmem_ros.core.metrics import jaccard
 from hqsmem_ros.core.sequences import make_sequence
@@ -33,7 +31,7 @@ def extractor():
 
 @pytest.fixture
 def make_backend(extractor):
-    return lambda **overrides: CpuBackend(dataclasses.replace(CpuBackendConfig(), **overrides), extractor)
+    return lambda overrides=None: CpuBackend(from_flat(CpuBackendConfig(), overrides or {}), extractor)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +53,10 @@ def cos(a, b):
 
 def test_conforms_to_the_protocol_and_declares_its_parameters(make_backend):
     assert isinstance(make_backend(), Backend)
-    names = [s.name for s in specs(CpuBackendConfig())]  # raises if a field is not a param()
-    assert "threads" in names
-    for switch in ("flow", "correction", "redetect"):
-        assert isinstance(getattr(CpuBackendConfig(), switch), bool)
+    defaults = {s.name: s.default for s in specs(CpuBackendConfig())}  # raises if a field is not a param()
+    assert "threads" in defaults
+    for switch in ("flow.enabled", "correction.enabled", "redetect"):
+        assert isinstance(defaults[switch], bool)
 
 
 def test_build_cpu_tracker_runs_the_loop(translation):
@@ -103,11 +101,11 @@ def test_memory_write_evict_bookkeeping(make_backend, translation):
 
 def test_memory_stays_bounded_by_the_trackers_entries(extractor):
     seq = make_sequence("translation", 30, SIZE)
-    config = CpuBackendConfig(fg_cells=16, bg_cells=32)
+    config = CpuBackendConfig(memory=CellMemoryConfig(fg_cells=16, bg_cells=32))
     core = HQSMemConfig(memory=MemoryConfig(capacity=3, update_every=2, relevance_threshold=-1.0))
     backend = CpuBackend(config, extractor)
     tracker = HQSMemTracker(backend, core)
-    per_entry = len(seq.object_ids) * (config.fg_cells + config.bg_cells) * extractor.channels * 4
+    per_entry = len(seq.object_ids) * (config.memory.fg_cells + config.memory.bg_cells) * extractor.channels * 4
     for i in range(len(seq)):
         frame, _ = seq.frame(i)
         tracker.process(frame, [check_target(t, SIZE) for t in seq.targets()] if i == 0 else [])
@@ -150,7 +148,7 @@ def shifted_pair(dx: int, dy: int, steps: int):
 @pytest.mark.parametrize("model", ["similarity", "dense"])
 def test_flow_carries_a_mask_without_erosion(make_backend, model):
     frames, masks = shifted_pair(3, 2, 20)
-    backend = make_backend(correction=False, motion_model=model)
+    backend = make_backend({"correction.enabled": False, "motion_model": model})
     backend.add_object(1, frames[0], masks[0], 0)
     backend.accept({1: masks[0]})
     for frame in frames[1:]:
@@ -162,7 +160,7 @@ def test_flow_carries_a_mask_without_erosion(make_backend, model):
 
 def test_without_flow_the_mask_stays_put(make_backend):
     frames, masks = shifted_pair(3, 2, 4)
-    backend = make_backend(correction=False, flow=False)
+    backend = make_backend({"correction.enabled": False, "flow.enabled": False})
     backend.add_object(1, frames[0], masks[0], 0)
     backend.accept({1: masks[0]})
     for frame in frames[1:]:
@@ -174,7 +172,7 @@ def test_without_flow_the_mask_stays_put(make_backend):
 @pytest.mark.parametrize("redetect", [True, False])
 def test_an_absent_object_is_found_again_elsewhere(make_backend, redetect):
     seq = make_sequence("exit_reentry", size=SIZE)
-    backend = make_backend(redetect=redetect)
+    backend = make_backend({"redetect": redetect})
     masks = start(backend, seq)
     gone, back = 60, len(seq) - 1
     assert not seq.frame(gone)[1][1].any() and not (masks[1] & seq.frame(back)[1][1]).any()
@@ -195,7 +193,7 @@ def test_features_correct_a_mask_dragged_by_an_occluder(make_backend):
     seq = make_sequence("occlusion", size=SIZE)
     scores = {}
     for correction in (True, False):
-        backend = make_backend(correction=correction)
+        backend = make_backend({"correction.enabled": correction})
         start(backend, seq)
         for i in range(1, 70):
             frame, truth = seq.frame(i)

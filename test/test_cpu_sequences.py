@@ -9,6 +9,7 @@ import math
 import pytest
 
 from hqsmem_ros.core.backends.cpu import CpuBackendConfig
+from hqsmem_ros.core.config import from_flat
 from hqsmem_ros.core.sequences import make_sequence
 from hqsmem_ros.core.tracker import HQSMemConfig
 from hqsmem_ros.tools.benchmark_cpu import Score, run
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.slow
 SIZE = (240, 320)
 
 
-def score(kind: str, frames: int | None = None, **cpu) -> Score:
+def score(kind: str, frames: int | None = None, cpu: dict | None = None) -> Score:
     core = HQSMemConfig()
-    return run(make_sequence(kind, frames, SIZE), core, CpuBackendConfig(**cpu), core.tracker.min_area)
+    return run(make_sequence(kind, frames, SIZE), core, from_flat(CpuBackendConfig(), cpu or {}), core.tracker.min_area)
 
 
 def mean(values) -> float:
@@ -48,7 +49,7 @@ def test_exit_and_reentry_elsewhere_is_reacquired_quickly():
 
 def test_without_redetection_the_object_stays_lost():
     """The same case with re-detection switched off: what the bar above relies on."""
-    s = score("exit_reentry", redetect=False)
+    s = score("exit_reentry", cpu={"redetect": False})
     assert s.delays and math.isinf(max(s.delays))
 
 
@@ -69,7 +70,7 @@ def test_twelve_small_objects_keep_their_size():
 
 def test_the_colour_vote_is_what_holds_boundaries_over_a_long_run():
     """Ablation as a test: the same 300 frames of slow appearance change with and without the vote."""
-    with_vote, without = score("appearance_change", 300), score("appearance_change", 300, color_vote=0.0)
+    with_vote, without = score("appearance_change", 300), score("appearance_change", 300, {"boundary.color_vote": 0.0})
     assert mean(with_vote.j) >= 0.8
     assert mean(with_vote.j) > mean(without.j) + 0.03
 
@@ -77,5 +78,5 @@ def test_the_colour_vote_is_what_holds_boundaries_over_a_long_run():
 def test_verified_regrowth_recovers_what_occlusions_and_flow_took():
     """Ablation as a test: 300 frames of the loop with repeated occlusions, with and without the GrabCut
     proposals (measured at this size: J 0.898 with, 0.871 without)."""
-    with_refine, without = score("long_loop", 300), score("long_loop", 300, refine_below=0.0)
+    with_refine, without = score("long_loop", 300), score("long_loop", 300, {"regrowth.refine_below": 0.0})
     assert mean(with_refine.j) > mean(without.j) + 0.015

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
 
+from hqsmem_ros.core import config
 from hqsmem_ros.core.config import param, specs
 from hqsmem_ros.core.factory import Settings
 from hqsmem_ros.ros import params
 
 YAML = Path(__file__).resolve().parents[1] / "config" / "tracker.yaml"
+SUCCESS = TransitionCallbackReturn.SUCCESS
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -109,3 +115,72 @@ def test_readme_documents_every_parameter_as_the_table_says():
     readme = (YAML.parents[1] / "README.md").read_text()
     assert params.to_markdown() in readme, (
         "README.md's parameter table is out of date: paste `python -m hqsmem_ros.ros.params --markdown`")
+
+
+def test_advanced_settings_are_marked_in_the_readme_table_the_descriptors_and_the_yaml():
+    cells = {}
+    for row in params.to_markdown().splitlines()[2:]:
+        name, _, _, _, advanced, _ = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        cells[name.strip("`")] = advanced
+    by_name = {s.name: s for s in params.table()}
+    assert {n for n, a in cells.items() if a == "yes"} == {n for n, s in by_name.items() if s.advanced}
+    assert cells["cpu.flow.preset"] == "yes" and cells["cpu.threads"] == cells["memory.capacity"] == ""
+    assert params.descriptor(by_name["cpu.correction.veto_logit"]).description.endswith(f"({params.ADVANCED_NOTE})")
+    assert params.descriptor(by_name["cpu.motion_model"]).description == by_name["cpu.motion_model"].description
+    assert "[advanced]\n        preset: " in params.to_yaml() and "[advanced]" not in params.to_yaml().split("flow:")[0]
+
+
+@pytest.fixture
+def make_node(ros_context, tmp_path):
+    """A TrackerNode (not spun) with a params file; its tracker factory records the settings it gets."""
+    from hqsmem_ros.ros.node import TrackerNode
+    nodes, seen = [], []
+
+    def factory(settings):
+        seen.append(settings)
+        raise RuntimeError("no tracker needed")
+
+    def make(params_yaml: str = ""):
+        path = tmp_path / f"params{len(nodes)}.yaml"
+        path.write_text("/**:\n  ros__parameters:\n" + textwrap.indent(params_yaml, "    ") + "    autostart: true\n")
+        nodes.append(TrackerNode(context=ros_context, tracker_factory=factory, cli_args=[
+            "--ros-args", "-r", f"__node:=alias_test_{len(nodes)}", "--params-file", str(path)]))
+        return nodes[-1]
+
+    yield make, seen
+    for node in nodes:
+        node.close()
+
+
+def test_deprecated_names_in_a_params_file_take_effect_and_are_warned_about(make_node, probe, monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())
+    make, seen = make_node
+    node = make("cpu:\n  flow_preset: fast\n  veto_logit: 2\n  correction: false\n  fg_cells: 32\n"
+                "  flow_finest_scale: 3\n  flow:\n    finest_scale: 1\n")
+    value = lambda name: node.get_parameter(name).value  # noqa: E731
+    assert (value("cpu.flow.preset"), value("cpu.correction.veto_logit"), value("cpu.correction.enabled"),
+            value("cpu.memory.fg_cells")) == ("fast", 2.0, False, 32)
+    assert value("cpu.flow.finest_scale") == 1  # the new name, given too, wins
+    assert not node.has_parameter("cpu.flow_preset") and not node.has_parameter("cpu.correction")
+    probe.wait_log("parameter cpu.flow_preset is deprecated and goes in the next release: use cpu.flow.preset")
+    assert node.trigger_configure() != SUCCESS  # the factory refuses, after receiving the settings
+    cpu = seen[-1].cpu
+    assert (cpu.flow.preset, cpu.correction.veto_logit, cpu.correction.enabled, cpu.memory.fg_cells,
+            cpu.flow.finest_scale) == ("fast", 2.0, False, 32, 1)
+
+
+def test_a_bad_value_under_a_deprecated_name_fails_configure_naming_the_new_name(make_node, probe):
+    make, _ = make_node
+    node = make("cpu:\n  flow_preset: warp\n")
+    assert node.trigger_configure() != SUCCESS
+    probe.wait_log("configure failed: parameter cpu.flow.preset: cpu.flow.preset='warp' is not one of")
+
+
+def test_setting_a_deprecated_name_sets_the_new_one(make_node):
+    make, _ = make_node
+    node = make()
+    assert node.set_parameters([Parameter("cpu.refine_below", value=0.5)])[0].successful
+    assert node.get_parameter("cpu.regrowth.refine_below").value == 0.5 and not node.has_parameter("cpu.refine_below")
+    refused = node.set_parameters([Parameter("cpu.refine_below", value=2.0)])[0]
+    assert not refused.successful and "cpu.regrowth.refine_below" in refused.reason
+    assert node.get_parameter("cpu.regrowth.refine_below").value == 0.5

@@ -44,13 +44,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
+from ..core.config import warn_deprecated
 from ..core.factory import Settings, build_tracker
 from ..core.session import Outcome, TrackingSession
 from ..core.targets import Rejection
@@ -95,6 +97,7 @@ class TrackerNode(LifecycleNode):
         self._build_tracker = tracker_factory
         self._specs = {spec.name: spec for spec in params.table()}
         self._param_problems = self._declare_parameters()
+        self.add_pre_set_parameters_callback(self._rename_deprecated)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._stats = NodeStats()
         self._last_logged: dict[str, float] = {}
@@ -107,16 +110,47 @@ class TrackerNode(LifecycleNode):
 
     # -- parameters ------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict[str, str]:
-        """Declare the table; a bad override is kept as a problem that fails configure (not the constructor)."""
+        """Declare the table; a bad override is kept as a problem that fails configure (not the constructor).
+        A value given under a deprecated name is the new name's default: an override of the new name wins."""
         problems = {}
+        given = self._deprecated_overrides()
         for spec in self._specs.values():
             descriptor = params.descriptor(spec)
+            default = spec.default
+            if spec.name in given:
+                problem = spec.check(given[spec.name])
+                if problem:
+                    problems[spec.name] = problem
+                else:
+                    default = type(spec.default)(given[spec.name])  # an int given for a float
             try:
-                self.declare_parameter(spec.name, spec.default, descriptor)
+                self.declare_parameter(spec.name, default, descriptor)
             except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
                 problems[spec.name] = str(exc)
                 self.declare_parameter(spec.name, spec.default, descriptor, ignore_override=True)
         return problems
+
+    def _deprecated_overrides(self) -> dict:
+        """Values a params file or the command line gives under deprecated names, by new name. rclpy hands an
+        override only to a declared name, so each old name is declared just to read it, then undeclared."""
+        given = {}
+        for old, new in params.DEPRECATED.items():
+            value = self.declare_parameter(old, None, ParameterDescriptor(dynamic_typing=True)).value
+            self.undeclare_parameter(old)
+            if value is not None:
+                warn_deprecated(old, new, self.get_logger().warning)
+                given[new] = value
+        return given
+
+    def _rename_deprecated(self, changed: list[Parameter]) -> list[Parameter]:
+        """A set under a deprecated name sets the new name (rclpy calls this before checking the names)."""
+        renamed = []
+        for p in changed:
+            if p.name in params.DEPRECATED:
+                warn_deprecated(p.name, params.DEPRECATED[p.name], self.get_logger().warning)
+                p = Parameter(params.DEPRECATED[p.name], p.type_, p.value)
+            renamed.append(p)
+        return renamed
 
     def _values(self) -> dict:
         return {name: self.get_parameter(name).value for name in self._specs}

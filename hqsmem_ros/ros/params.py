@@ -3,7 +3,8 @@
 The table is the node's own settings (``NodeConfig``, top-level names such as ``compressed``) followed by
 every field of ``core.factory.Settings`` flattened with dots (``backend``, ``tracker.min_area``,
 ``cpu.*``, ``hqsmem.*`` ...). Fields added to any of those dataclasses appear here, in the ROS
-declarations and in the YAML with no edit to this file.
+declarations and in the YAML with no edit to this file. ``DEPRECATED`` holds the old names that a
+params file, the command line or ``ros2 param set`` may still use for one release.
 
     python -m hqsmem_ros.ros.params --yaml > config/tracker.yaml
     python -m hqsmem_ros.ros.params --markdown    # the README's table
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import ParamSpec, from_flat, param, specs
+from ..core.config import ParamSpec, deprecated_names, from_flat, param, specs
 from ..core.factory import Settings
 from ..core.tracker import HQSMemConfig
 
@@ -61,6 +62,9 @@ def image_qos_override(policy: str, value, topic: str = "/image") -> str:
 READ_ONLY = frozenset({"autostart"})
 _NODE_FIELDS = frozenset(f.name for f in fields(NodeConfig))
 _CORE_SECTIONS = frozenset(f.name for f in fields(HQSMemConfig))
+# {old name: new name}; the node takes a value given under an old name as the new one's.
+DEPRECATED = deprecated_names(Settings())
+ADVANCED_NOTE = "advanced: tuned once, rarely worth changing"
 
 
 def table() -> list[ParamSpec]:
@@ -107,7 +111,8 @@ def descriptor(spec: ParamSpec):
     types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
     kind = type(spec.default)
-    d = ParameterDescriptor(name=spec.name, type=types[kind], description=spec.description,
+    description = f"{spec.description} ({ADVANCED_NOTE})" if spec.advanced else spec.description
+    d = ParameterDescriptor(name=spec.name, type=types[kind], description=description,
                             read_only=spec.name in READ_ONLY)
     if spec.min is not None or spec.max is not None:
         if kind is int:
@@ -157,23 +162,28 @@ def to_yaml(spec_table: list[ParamSpec] | None = None) -> str:
         open_sections = sections
         indent = "    " + "  " * len(sections)
         extra = f" [one of: {', '.join(spec.choices)}]" if spec.choices else ""
+        extra += " [advanced]" if spec.advanced else ""
         lines.append(f"{indent}# {spec.description}{extra}")
         lines.append(f"{indent}{leaf}: {_yaml_scalar(spec.default)}")
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(spec_table: list[ParamSpec] | None = None) -> str:
-    """The README's parameter table: name, default, range or choices, when it applies, description."""
-    rows = ["| parameter | default | range | changes | description |", "|---|---|---|---|---|"]
+    """The README's parameter table: name, default, range or choices, when it applies, whether it is
+    advanced, description."""
+    rows = ["| parameter | default | range | changes | advanced | description |", "|---|---|---|---|---|---|"]
     for spec in spec_table if spec_table is not None else table():
         if spec.choices:
             allowed = " \\| ".join(spec.choices)
         elif spec.min is not None or spec.max is not None:
-            allowed = f"{_yaml_scalar(spec.min) if spec.min is not None else ''}..{_yaml_scalar(spec.max) if spec.max is not None else ''}"
+            lo, hi = ("" if v is None else _yaml_scalar(v) for v in (spec.min, spec.max))
+            allowed = f"{lo}..{hi}"
         else:
             allowed = ""
         when = "run time" if applies_at_run_time(spec) else "start" if spec.name in READ_ONLY else "configure"
-        rows.append(f"| `{spec.name}` | `{_yaml_scalar(spec.default)}` | {allowed} | {when} | {spec.description} |")
+        advanced = "yes" if spec.advanced else ""
+        rows.append(f"| `{spec.name}` | `{_yaml_scalar(spec.default)}` | {allowed} | {when} | {advanced} "
+                    f"| {spec.description} |")
     return "\n".join(rows) + "\n"
 
 

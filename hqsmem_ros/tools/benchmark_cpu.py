@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..core.backends.cpu import CpuBackendConfig, build_cpu_tracker
+from ..core.config import deprecated_names, from_flat, specs
 from ..core.memory import POLICIES, MemoryConfig
 from ..core.metrics import boundary_f, jaccard
 from ..core.scenes import DEFAULT_FRAMES as SCENE_FRAMES, SCENE_KINDS, SPLITS, make_scene
@@ -231,10 +232,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="memory-policy ablation on this split's scenes and on the legacy ablation kinds at "
                     "the split's first seed")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                    help="CpuBackendConfig overrides, e.g. flow=false redetect_similarity=0.5")
+                    help="CpuBackendConfig overrides by dotted name, e.g. flow.enabled=false "
+                    "redetection.similarity=0.5 (the deprecated flat names still work)")
     args = ap.parse_args(argv)
 
-    cpu = dataclasses.replace(CpuBackendConfig(threads=args.threads), **_overrides(args.set))
+    try:
+        cpu = from_flat(CpuBackendConfig(threads=args.threads), _overrides(args.set))
+    except ValueError as exc:  # out of range, not one of the choices
+        raise SystemExit(f"--set: {exc}")
     core = HQSMemConfig()
     size = tuple(args.size)
     missing = [b for b in args.baselines if baseline_factory(b) is None]
@@ -287,13 +292,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _overrides(items: list[str]) -> dict:
-    types = {f.name: type(f.default) for f in dataclasses.fields(CpuBackendConfig)}
+    """FIELD=VALUE items, each value of its field's type (a deprecated name's: its new name's)."""
+    types = {s.name: type(s.default) for s in specs(CpuBackendConfig())}
+    renamed = deprecated_names(CpuBackendConfig())
     out = {}
     for item in items:
         name, _, value = item.partition("=")
-        if name not in types:
+        kind = types.get(renamed.get(name, name))
+        if kind is None:
             raise SystemExit(f"unknown CpuBackendConfig field {name}")
-        out[name] = value.lower() in ("1", "true", "yes") if types[name] is bool else types[name](value)
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 

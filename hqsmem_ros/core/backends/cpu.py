@@ -32,6 +32,7 @@ mask that slipped or shrank does not teach it its error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -47,54 +48,109 @@ from .cpu_flow import MOTION_MODELS, PRESETS, FlowWarper
 
 
 @dataclass(frozen=True)
+class FlowConfig:
+    """Step 1: how DIS optical flow is computed."""
+    enabled: bool = param(True, "Carry masks with DIS optical flow (off: the previous mask stays in place)",
+                          advanced=True)
+    preset: str = param("ultrafast", "DIS optical-flow preset", choices=tuple(PRESETS), advanced=True)
+    finest_scale: int = param(0, "Finest DIS pyramid level (0 = working size; each level halves it): finer is "
+                              "slower and more exact", min=0, max=4, advanced=True)
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Steps 2 and 4: where the features overrule the flow, and when what is left is only a fragment."""
+    enabled: bool = param(True, "Correct the carried mask with the feature logit and score it (off: the flow "
+                          "alone, confidence 1)", advanced=True)
+    veto_logit: float = param(3.0, "A feature cell the carried mask mostly covers is dropped when its logit is "
+                              "below minus this", min=0.0, max=100.0, advanced=True)
+    veto_logit_partial: float = param(6.0, "A feature cell the carried mask covers partly is dropped when its "
+                                      "logit is below minus this", min=0.0, max=100.0, advanced=True)
+    adopt_logit: float = param(4.0, "A feature cell outside the carried mask is taken when its logit exceeds "
+                               "this", min=0.0, max=100.0, advanced=True)
+    regrow_below: float = param(0.7, "An object smaller than this fraction of its largest size in memory takes "
+                                "cells at veto_logit instead of adopt_logit", min=0.0, max=1.0, advanced=True)
+    search_margin: float = param(0.5, "Feature correction looks this fraction of the object's size around the "
+                                 "carried mask", min=0.0, max=4.0, advanced=True)
+    fragment_below: float = param(0.15, "An object reduced to less than this fraction of its largest size in "
+                                  "memory is reported absent and searched for", min=0.0, max=1.0, advanced=True)
+
+
+@dataclass(frozen=True)
+class BoundaryConfig:
+    """Step 3: the per-frame colour vote that places the boundary."""
+    color_vote: float = param(0.5, "Weight of the colour vote near the mask boundary (is a pixel's colour more "
+                              "like the object's interior or its surroundings?); 0 switches it off",
+                              min=0.0, max=10.0, advanced=True)
+    color_band: float = param(0.5, "Half-width of the boundary band the colour vote acts in, in feature cells",
+                              min=0.0, max=4.0, advanced=True)
+
+
+@dataclass(frozen=True)
+class RegrowthConfig:
+    """Step 5: the GrabCut proposal for a shrunken object and its verification."""
+    refine_below: float = param(0.9, "An object smaller than this fraction of its largest size in memory gets a "
+                                "GrabCut proposal seeded by its mask (0 switches it off)", min=0.0, max=1.0,
+                                advanced=True)
+    refine_accept: float = param(0.8, "The proposal is accepted when at least this share of the feature cells "
+                                 "it adds are ones the memory calls the object", min=0.0, max=1.0, advanced=True)
+
+
+@dataclass(frozen=True)
+class RedetectionConfig:
+    """Step 6: what a region found over the whole frame must be to count as the lost object."""
+    similarity: float = param(0.6, "Least mean foreground similarity of a re-detected region", min=-1.0, max=1.0,
+                              advanced=True)
+    min_size: float = param(0.25, "Least size of a re-detected region, as a fraction of the object's largest "
+                            "size in memory", min=0.0, max=1.0, advanced=True)
+
+
+@dataclass(frozen=True)
+class CellMemoryConfig:
+    """What each object's memory stores and how a feature cell is scored against it."""
+    fg_cells: int = param(64, "Most foreground cells stored per object and memory entry", min=1, max=4096,
+                          advanced=True)
+    bg_cells: int = param(128, "Most background cells stored per object and memory entry", min=0, max=4096,
+                          advanced=True)
+    top_k: int = param(3, "Nearest memory cells averaged into a foreground / background similarity",
+                       min=1, max=64, advanced=True)
+    novel_similarity: float = param(0.4, "Floor of the background similarity: content unlike both the object "
+                                    "and its remembered surroundings counts as background",
+                                    min=-1.0, max=1.0, advanced=True)
+    temperature: float = param(0.05, "Feature logit = (foreground - background similarity) / temperature",
+                               min=0.001, max=10.0, advanced=True)
+
+
+@dataclass(frozen=True)
 class CpuBackendConfig:
+    """The choices a user makes, then each stage's tuned settings (advanced)."""
     threads: int = param(2, "torch / OpenCV threads used by the CPU backend", min=1, max=64)
     work_short_side: int = param(288, "Short side (pixels) of the working size; masks come back at full "
                                  "resolution", min=96, max=1080)
-    flow: bool = param(True, "Carry masks with DIS optical flow (off: the previous mask stays in place)")
-    flow_preset: str = param("ultrafast", "DIS optical-flow preset", choices=tuple(PRESETS))
-    flow_finest_scale: int = param(0, "Finest DIS pyramid level (0 = working size; each level halves it): "
-                                   "finer is slower and more exact", min=0, max=4)
     motion_model: str = param("similarity", "How the flow moves a mask: similarity (one rotation + scale + "
                               "shift per object fitted to its interior flow) or dense (pixel-wise warp)",
                               choices=MOTION_MODELS)
-    correction: bool = param(True, "Correct the carried mask with the feature logit and score it (off: "
-                             "the flow alone, confidence 1)")
-    veto_logit: float = param(3.0, "A feature cell the carried mask mostly covers is dropped when its "
-                              "logit is below minus this", min=0.0, max=100.0)
-    veto_logit_partial: float = param(6.0, "A feature cell the carried mask covers partly is dropped when "
-                                      "its logit is below minus this", min=0.0, max=100.0)
-    adopt_logit: float = param(4.0, "A feature cell outside the carried mask is taken when its logit "
-                               "exceeds this", min=0.0, max=100.0)
-    regrow_below: float = param(0.7, "An object smaller than this fraction of its largest size in memory "
-                                "takes cells at veto_logit instead of adopt_logit", min=0.0, max=1.0)
-    color_vote: float = param(0.5, "Weight of the colour vote near the mask boundary (is a pixel's colour "
-                              "more like the object's interior or its surroundings?); 0 switches it off",
-                              min=0.0, max=10.0)
-    color_band: float = param(0.5, "Half-width of the boundary band the colour vote acts in, in feature cells",
-                              min=0.0, max=4.0)
-    refine_below: float = param(0.9, "An object smaller than this fraction of its largest size in memory gets "
-                                "a GrabCut proposal seeded by its mask (0 switches it off)", min=0.0, max=1.0)
-    refine_accept: float = param(0.8, "The proposal is accepted when at least this share of the feature cells "
-                                 "it adds are ones the memory calls the object", min=0.0, max=1.0)
-    fragment_below: float = param(0.15, "An object reduced to less than this fraction of its largest size "
-                                  "in memory is reported absent and searched for", min=0.0, max=1.0)
-    search_margin: float = param(0.5, "Feature correction looks this fraction of the object's size around "
-                                 "the carried mask", min=0.0, max=4.0)
-    top_k: int = param(3, "Nearest memory cells averaged into a foreground / background similarity",
-                       min=1, max=64)
-    novel_similarity: float = param(0.4, "Floor of the background similarity: content unlike both the "
-                                    "object and its remembered surroundings counts as background",
-                                    min=-1.0, max=1.0)
-    temperature: float = param(0.05, "Feature logit = (foreground - background similarity) / temperature",
-                               min=0.001, max=10.0)
     redetect: bool = param(True, "Search the whole frame for an absent object (off: once lost, stays lost)")
-    redetect_similarity: float = param(0.6, "Least mean foreground similarity of a re-detected region",
-                                       min=-1.0, max=1.0)
-    redetect_min_size: float = param(0.25, "Least size of a re-detected region, as a fraction of the "
-                                     "object's largest size in memory", min=0.0, max=1.0)
-    fg_cells: int = param(64, "Most foreground cells stored per object and memory entry", min=1, max=4096)
-    bg_cells: int = param(128, "Most background cells stored per object and memory entry", min=0, max=4096)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    regrowth: RegrowthConfig = field(default_factory=RegrowthConfig)
+    redetection: RedetectionConfig = field(default_factory=RedetectionConfig)
+    memory: CellMemoryConfig = field(default_factory=CellMemoryConfig)
+
+    # The flat names of the previous release; drop them in the next one.
+    DEPRECATED_NAMES: ClassVar[dict[str, str]] = {
+        "flow": "flow.enabled", "flow_preset": "flow.preset", "flow_finest_scale": "flow.finest_scale",
+        "correction": "correction.enabled", "veto_logit": "correction.veto_logit",
+        "veto_logit_partial": "correction.veto_logit_partial", "adopt_logit": "correction.adopt_logit",
+        "regrow_below": "correction.regrow_below", "search_margin": "correction.search_margin",
+        "fragment_below": "correction.fragment_below",
+        "color_vote": "boundary.color_vote", "color_band": "boundary.color_band",
+        "refine_below": "regrowth.refine_below", "refine_accept": "regrowth.refine_accept",
+        "redetect_similarity": "redetection.similarity", "redetect_min_size": "redetection.min_size",
+        "fg_cells": "memory.fg_cells", "bg_cells": "memory.bg_cells", "top_k": "memory.top_k",
+        "novel_similarity": "memory.novel_similarity", "temperature": "memory.temperature",
+    }
 
 
 @dataclass
@@ -141,8 +197,8 @@ class CpuBackend:
         cv2.setNumThreads(config.threads)
         self.config = config
         self.extractor = extractor or FeatureExtractor()
-        self.flow = FlowWarper(config.flow_preset, config.flow_finest_scale, config.motion_model)
-        self.scoring = ScoreParams(config.top_k, config.novel_similarity, config.temperature)
+        self.flow = FlowWarper(config.flow.preset, config.flow.finest_scale, config.motion_model)
+        self.scoring = ScoreParams(config.memory.top_k, config.memory.novel_similarity, config.memory.temperature)
         self.objects: dict[int, _Object] = {}
         self._current: _Frame | None = None
         self._previous_gray: np.ndarray | None = None
@@ -170,10 +226,11 @@ class CpuBackend:
         obj = _Object(mask)
         obj.set_prior(mask)
         coverage = obj.coverage(cur.feats.shape[-2:])
-        if not obj.appearance.store(key, cur.cells, coverage, self.config.fg_cells, self.config.bg_cells):
+        if not obj.appearance.store(key, cur.cells, coverage, self.config.memory.fg_cells,
+                                    self.config.memory.bg_cells):
             # too small for one whole cell: describe it by the cells it touches most
-            obj.appearance.store(key, cur.cells, coverage / max(coverage.max(), 1e-6), self.config.fg_cells,
-                                 self.config.bg_cells)
+            obj.appearance.store(key, cur.cells, coverage / max(coverage.max(), 1e-6), self.config.memory.fg_cells,
+                                 self.config.memory.bg_cells)
         self.objects[obj_id] = obj
 
     def remove_object(self, obj_id: int) -> None:
@@ -187,7 +244,7 @@ class CpuBackend:
     # -- the step --------------------------------------------------------------------------------
     def step(self, frame: np.ndarray) -> dict[int, Prediction]:
         cur = self._analyse(frame)
-        self.flow.update(self._previous_gray if self.config.flow else None, cur.gray)
+        self.flow.update(self._previous_gray if self.config.flow.enabled else None, cur.gray)
         shape = frame.shape[:2]
         found = {}
         for oid, obj in self.objects.items():
@@ -204,12 +261,12 @@ class CpuBackend:
         cfg = self.config
         moved, moved_box = self.flow.warp(obj.prior, obj.box)
         shape = obj.prior.shape
-        if not cfg.correction:
+        if not cfg.correction.enabled:
             return _Evidence(moved_box, 2 * moved - 1), 1.0
         rows, cols = cur.feats.shape[-2:]
         coverage = cell_coverage(moved, (rows, cols), shape, moved_box)
         carried = coverage > 0.01
-        window = _window(carried, cfg.search_margin)
+        window = _window(carried, cfg.correction.search_margin)
         if window is None:
             return None
         r0, r1, c0, c1 = window
@@ -218,8 +275,10 @@ class CpuBackend:
         logit_grid = np.zeros((rows, cols), np.float32)
         logit_grid[r0:r1, c0:c1] = logit.reshape(r1 - r0, c1 - c0)
         largest = obj.appearance.largest()
-        adopt_at = cfg.veto_logit if coverage.sum() < cfg.regrow_below * largest else cfg.adopt_logit
-        veto = ((logit_grid < -cfg.veto_logit) & (coverage >= 0.5)) | (logit_grid < -cfg.veto_logit_partial)
+        adopt_at = (cfg.correction.veto_logit if coverage.sum() < cfg.correction.regrow_below * largest
+                    else cfg.correction.adopt_logit)
+        veto = (((logit_grid < -cfg.correction.veto_logit) & (coverage >= 0.5))
+                | (logit_grid < -cfg.correction.veto_logit_partial))
         # taken cells must touch the carried mask: a look-alike nearby is not the object growing
         touching = cv2.dilate(carried.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         adopt = touching & (coverage < 0.5) & (logit_grid > adopt_at)
@@ -230,18 +289,18 @@ class CpuBackend:
         warped = _paste_into(moved, moved_box, (y0, y1, x0, x1))
         values = 2 * warped - 1 + 2 * _upsample(change, shape, (y0, y1, x0, x1))
         cell_px = STRIDE * shape[0] / cur.gray.shape[0]  # a feature cell's side in frame pixels
-        if cfg.color_vote > 0:  # pixel-level: place the boundary where the colours change
-            band = max(1, round(cfg.color_band * cell_px))
-            values += cfg.color_vote * _color_vote(cur.source[y0:y1, x0:x1], values > 0, band)
+        if cfg.boundary.color_vote > 0:  # pixel-level: place the boundary where the colours change
+            band = max(1, round(cfg.boundary.color_band * cell_px))
+            values += cfg.boundary.color_vote * _color_vote(cur.source[y0:y1, x0:x1], values > 0, band)
         kept = _without_specks(values > 0)
         values[~kept] = np.minimum(values[~kept], 0)
         size = kept.sum() * rows * cols / (shape[0] * shape[1])  # in cells, as memory measures it
-        if size < cfg.fragment_below * largest:
+        if size < cfg.correction.fragment_below * largest:
             return None
-        if size < cfg.refine_below * largest:
+        if size < cfg.regrowth.refine_below * largest:
             proposal = _grabcut_regrow(cur.source[y0:y1, x0:x1], kept, max(1, round(cell_px / 2)))
             if proposal is not None and _adds_the_object(proposal, kept, logit_grid[r0:r1, c0:c1],
-                                                         cfg.refine_accept):
+                                                         cfg.regrowth.refine_accept):
                 values = np.where(proposal, np.maximum(values, 0.5), np.minimum(values, -0.5))
                 kept = proposal
         return _Evidence((y0, y1, x0, x1), values), _mean_probability(logit_grid[r0:r1, c0:c1], kept)
@@ -249,17 +308,17 @@ class CpuBackend:
     def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int]) -> tuple[_Evidence, float] | None:
         """Evidence and confidence of an absent object found again anywhere, or None."""
         cfg = self.config
-        if not (cfg.redetect and cfg.correction):
+        if not (cfg.redetect and cfg.correction.enabled):
             return None
         rows, cols = cur.feats.shape[-2:]
         s_fg, logit = obj.appearance.scores(cur.cells, self.scoring)
         s_fg, logit = s_fg.reshape(rows, cols), logit.reshape(rows, cols)
-        region = redetect(s_fg, logit, max(1.0, cfg.redetect_min_size * obj.appearance.largest()),
-                          cfg.redetect_similarity)
+        region = redetect(s_fg, logit, max(1.0, cfg.redetection.min_size * obj.appearance.largest()),
+                          cfg.redetection.similarity)
         if region is None:
             return None
         grown = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        logit_grid = np.where(grown, logit, -cfg.veto_logit).astype(np.float32)
+        logit_grid = np.where(grown, logit, -cfg.correction.veto_logit).astype(np.float32)
         values = _upsample(logit_grid, shape)
         return _Evidence((0, shape[0], 0, shape[1]), values), _mean_probability(logit_grid, values > 0)
 
@@ -282,7 +341,7 @@ class CpuBackend:
         for obj in self.objects.values():
             if obj.box is not None:
                 obj.appearance.store(key, cur.cells, obj.coverage(cur.feats.shape[-2:]),
-                                     self.config.fg_cells, self.config.bg_cells, self.scoring)
+                                     self.config.memory.fg_cells, self.config.memory.bg_cells, self.scoring)
 
     def evict_memory(self, key: int) -> None:
         for obj in self.objects.values():
