@@ -16,9 +16,8 @@ sys.path.insert(0, os.path.dirname(__file__))  # importlib import mode: let test
 @pytest.fixture(scope="module")
 def ros_context():
     import rclpy
-    from rclpy.context import Context
-    context = Context()
-    rclpy.init(context=context)
+    from hqsmem_ros.tools.tracker_client import dds_context
+    context = dds_context()  # the probe publishes camera frames: the package's Fast DDS profile first
     yield context
     rclpy.try_shutdown(context=context)
 

@@ -1,5 +1,5 @@
-"""Helpers of the node tests: message builders, a probe node that publishes inputs and records every
-output (tracks, /rosout, /diagnostics), and an oracle backend for wiring tests."""
+"""Helpers of the node tests: message builders, a probe (the tracker client, keeping every tracks message
+and /rosout line), the node as a process, and an oracle backend for wiring tests."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from hqsmem_ros.tools.tracker_client import TrackerClient
 
 
 def stamp_msg(ns: int):
@@ -60,66 +61,38 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-class Probe:
-    """A plain node on its own executor thread: publishes frames and targets, records outputs."""
+class Probe(TrackerClient):
+    """The tracker client as the node tests use it: keeps every tracks message and /rosout line in order."""
 
     def __init__(self, context, name: str = "probe"):
-        from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.msg import Log
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-        from hqsmem_ros.msg import TargetArray, TrackedObjectArray
-
-        self.node = Node(name, context=context)
-        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        super().__init__(name, context=context, depth=100)
         self.tracks: list = []
         self.logs: list[str] = []
-        self.diagnostics: list = []
-        self.lock = threading.Lock()
-        self.image_pub = self.node.create_publisher(Image, "image", reliable)
-        self.targets_pub = self.node.create_publisher(TargetArray, "targets", reliable)
-        self.node.create_subscription(TrackedObjectArray, "tracks", self._keep(self.tracks), reliable)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._keep(self.diagnostics), reliable)
         rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.node.create_subscription(Log, "/rosout", lambda m: self._keep(self.logs)(m.msg), rosout_qos)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self.node.create_subscription(Log, "/rosout", self._on_log, rosout_qos)
 
-    def _spin(self):
-        from rclpy.executors import ExternalShutdownException
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+    def on_tracks(self, msg):
+        self.tracks.append(msg)
 
-    def _keep(self, into: list):
-        def callback(msg):
-            with self.lock:
-                into.append(msg)
-        return callback
+    def _on_log(self, msg):
+        with self.cond:
+            self.logs.append(msg.msg)
 
     def clear(self):
-        with self.lock:
+        super().clear()
+        with self.cond:
             self.tracks.clear()
             self.logs.clear()
-            self.diagnostics.clear()
-
-    def connect(self, timeout: float = 10.0):
-        """Wait until the tracker subscribes to our inputs (publishing earlier loses messages)."""
-        wait_until(lambda: self.image_pub.get_subscription_count() > 0
-                   and self.targets_pub.get_subscription_count() > 0, timeout, "the tracker's subscriptions")
 
     def publish_frame(self, rgb, stamp_ns, encoding="rgb8"):
-        self.image_pub.publish(image_msg(rgb, stamp_ns, encoding))
+        self.publish_image(image_msg(rgb, stamp_ns, encoding), stamp_ns)
 
     def send_targets(self, targets, stamp_ns: int):
         """Publish a TargetArray and wait until the tracker has queued it (its log line)."""
-        self.targets_pub.publish(targets_msg(targets, stamp_ns))
+        self.publish_targets(targets_msg(targets, stamp_ns))
         self.wait_log(f"(stamp {stamp_ns * 1e-9:.9f}) start on")
 
     def wait_tracks(self, n: int, timeout: float = 20.0):
@@ -127,29 +100,9 @@ class Probe:
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:
         def found():
-            with self.lock:
+            with self.cond:
                 return next((line for line in self.logs if text in line), None)
         return wait_until(found, timeout, f"a log line containing {text!r}")
-
-    def latest_diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
-        """Values of a diagnostics report published after this call."""
-        seen = len(self.diagnostics)
-        wait_until(lambda: len(self.diagnostics) > seen, timeout, "a diagnostics report")
-        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
-
-    def call(self, service_type, name: str, request, timeout: float = 10.0):
-        client = self.node.create_client(service_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {name} did not appear"
-            future = client.call_async(request)
-            wait_until(future.done, timeout, f"the {name} response")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 class NodeProcess:

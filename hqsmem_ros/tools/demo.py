@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.sequences import SEQUENCE_KINDS
 from ..core.types import FrameResult, ObjectResult, mask_box
-from ..ros import params, transport
+from ..ros import params
 from . import bags, evaluate
 from .sample_bag import parse_size, write_sample_bag
 
@@ -88,7 +88,6 @@ class TrackerProcess:
 def node_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    transport.apply(env)  # both processes: the player is the camera here
     # The node runs this same source tree (a source checkout need not be rebuilt to be demonstrated).
     env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
@@ -174,8 +173,7 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     write_sample_bag(paths.sample, kind, frames, size)
     domain_id = domain_id if domain_id is not None else pick_domain_id()
     env = node_env(domain_id)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
-                                           transport.ENV)})  # read by rclpy.init in replay, below
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})  # replay's rclpy.init
     print(f"demo: sample bag {paths.sample}; starting the tracker node (backend {backend}, "
           f"ROS_DOMAIN_ID {domain_id})", flush=True)
     node = TrackerProcess(backend, env, paths.node_log)
@@ -230,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--startup-timeout", type=float, default=300.0, help="seconds for the node to come up")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    from .replay import NodeTimeout
+    from .tracker_client import NodeTimeout
     try:
         result = run_demo(args.out, args.frames, args.size, args.kind, args.backend, args.domain_id,
                           args.startup_timeout, not args.no_progress)

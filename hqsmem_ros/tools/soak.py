@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.sequences import make_sequence
 from ..core.types import Target
-from ..ros import params, transport
+from ..ros import params
 
 CHURN_EVERY = 500  # every this many frames one object is removed, and re-added half as many frames later
 CHURN_ID = 2
@@ -139,14 +139,9 @@ def run_core(args, size: tuple[int, int]) -> bool:
 
 
 def run_node(args, size: tuple[int, int]) -> bool:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-    from ..msg import TrackedObjectArray
-    from ..ros.convert import array_to_image, stamp_msg, targets_to_msg
-    from ..srv import AddTargets, RemoveTargets
+    from ..ros.convert import array_to_image, stamp_msg
+    from .tracker_client import TrackerClient
 
     seq = make_sequence("exit_reentry", size=size, n_objects=3)
     images = [array_to_image(seq.frame(i)[0], "rgb8") for i in range(len(seq))]
@@ -155,68 +150,37 @@ def run_node(args, size: tuple[int, int]) -> bool:
     cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", "backend:=cpu",
            "-p", f"cpu.threads:={args.threads}", "-p", f"cpu.work_short_side:={args.work_short_side}",
            "-p", params.image_qos_override("reliability", "reliable"), "--log-level", "warn"]
-    transport.apply()  # before the node starts and before rclpy.init: both ends use the package's profile
     node_proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
     threading.Thread(target=lambda: stderr.extend(node_proc.stderr), daemon=True).start()
+    client = TrackerClient("hqsmem_soak")
 
-    rclpy.init()
-    client = rclpy.create_node("hqsmem_soak")
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    done = threading.Condition()
-    last: list = []
-
-    def on_tracks(msg):
-        with done:
-            last[:] = [msg]
-            done.notify()
-
-    image_pub = client.create_publisher(Image, "image", reliable)
-    client.create_subscription(TrackedObjectArray, "tracks", on_tracks, reliable)
-    add = client.create_client(AddTargets, "add_targets")
-    remove = client.create_client(RemoveTargets, "remove_targets")
-    executor = SingleThreadedExecutor()
-    executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
-
-    def call(service, request):
-        future = service.call_async(request)
-        deadline = time.monotonic() + 30
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return future.result()
+    def died() -> str | None:
+        return None if node_proc.poll() is None else f"the node did not come up:\n{''.join(stderr)}"
 
     flat, lost, removed = False, 0, False
     try:
-        deadline = time.monotonic() + 120  # the node imports torch and builds its model first
-        while image_pub.get_subscription_count() == 0 or not add.service_is_ready():
-            if node_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the node did not come up:\n{''.join(stderr)}")
-            time.sleep(0.1)
-        call(add, AddTargets.Request(targets=targets_to_msg(seq.targets())))
+        client.connect(timeout=120, abort=died, targets=False)  # the node imports torch and builds its model first
+        client.add_targets(seq.targets())
         monitor = Monitor(node_proc.pid, args.every)
         for n in range(args.frames):
             i = n % len(images)
             action = churn(n, removed, masks[i][CHURN_ID].any())
             removed = action == "remove" or (removed and action != "add")
             if action == "remove":
-                call(remove, RemoveTargets.Request(ids=[CHURN_ID]))
+                client.remove_targets([CHURN_ID])
             elif action == "add":
-                target = Target(CHURN_ID, labels[CHURN_ID], mask=masks[i][CHURN_ID])
-                call(add, AddTargets.Request(targets=targets_to_msg([target])))
+                client.add_targets([Target(CHURN_ID, labels[CHURN_ID], mask=masks[i][CHURN_ID])])
+            stamp = (n + 1) * 33_333_333  # 30 fps
             image = images[i]
-            image.header = Header(stamp=stamp_msg((n + 1) * 33_333_333), frame_id="soak")  # 30 fps
-            with done:
-                image_pub.publish(image)
-                if not done.wait_for(lambda: last and last[0].header.stamp == image.header.stamp, timeout=10):
-                    lost += 1
-            monitor.tick(n + 1, last[0].memory_frames if last else 0)
+            image.header = Header(stamp=stamp_msg(stamp), frame_id="soak")
+            client.publish_image(image, stamp)
+            lost += not client.wait_for(stamp, timeout=10)
+            monitor.tick(n + 1, client.last_tracks.memory_frames if client.last_tracks else 0)
         print(f"frames without a tracks message within 10 s: {lost}", flush=True)
         flat = monitor.verdict(args.tolerance_kib) and lost == 0
     finally:
-        executor.shutdown()
-        client.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
         if node_proc.poll() is None:
             node_proc.send_signal(signal.SIGINT)
         rc = node_proc.wait(30)
