@@ -22,6 +22,7 @@ from .types import Object3D, mask_box
 
 DEPTH_ENCODINGS = ("16UC1", "32FC1")  # millimetres (RealSense/OpenNI raw) or metres
 _NOISE_SHARE = 0.01  # a histogram bin with fewer than this share of the pixels is noise (flying pixels), a gap
+_EXTENT_SAMPLES = 8192
 _INVALID = Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, False)
 
 
@@ -139,7 +140,12 @@ def object_3d(depth: np.ndarray, mask: np.ndarray, intr: Intrinsics, config: Dep
     n = int(np.count_nonzero(keep))
     if n < config.min_valid_pixels:
         return Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), n, False)
-    points = backproject((us[keep] + x0).astype(np.float32), (vs[keep] + y0).astype(np.float32), z[keep], intr)
-    lo, hi = np.percentile(points, [config.extent_percentile, 100 - config.extent_percentile], axis=0)
-    centroid = points.mean(axis=0, dtype=np.float64)
-    return Object3D(tuple(float(c) for c in centroid), tuple(float(e) for e in hi - lo), n, True)
+    z = z[keep]
+    # one contiguous array per axis: column reductions over an (N, 3) array are several times slower
+    axes = ((us[keep] + (x0 - intr.cx)) * z / intr.fx, (vs[keep] + (y0 - intr.cy)) * z / intr.fy, z)
+    q = (config.extent_percentile, 100 - config.extent_percentile)
+    # percentiles of an even subsample of at least _EXTENT_SAMPLES points: within a fraction of a percentile of
+    # the full set's, at a bounded cost for a large object
+    sub = slice(None, None, max(1, n // _EXTENT_SAMPLES))
+    extent = tuple(float(np.subtract(*np.percentile(a[sub], q)[::-1])) for a in axes)
+    return Object3D(tuple(float(a.mean(dtype=np.float64)) for a in axes), extent, n, True)

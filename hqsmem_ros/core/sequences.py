@@ -234,9 +234,10 @@ class Sequence:
         coverage = [_paste(image, a, i, depth, self._surface(k, i) if with_depth else (0.0, 0.0))
                     for k, a in enumerate(self._actors)]
         masks = {}
+        nothing = [np.zeros((h, w), bool)]
         for k, actor in enumerate(self._actors):
             if actor.obj_id is not None:
-                masks[actor.obj_id] = coverage[k] & ~np.logical_or.reduce(coverage[k + 1:] + [np.zeros_like(image[..., 0], bool)])
+                masks[actor.obj_id] = coverage[k] & ~np.logical_or.reduce(coverage[k + 1:] + nothing)
         return image, masks, depth
 
     def targets(self) -> list[Target]:
