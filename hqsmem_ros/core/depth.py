@@ -23,7 +23,6 @@ from .types import Object3D, mask_box
 DEPTH_ENCODINGS = ("16UC1", "32FC1")  # millimetres (RealSense/OpenNI raw) or metres
 _NOISE_SHARE = 0.01  # a histogram bin with fewer than this share of the pixels is noise (flying pixels), a gap
 _EXTENT_SAMPLES = 8192
-_INVALID = Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, False)
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,10 @@ def nearest_mode(z: np.ndarray, bin_frac: float, min_share: float) -> np.ndarray
     return (bins >= starts[big[0]] - 1) & (bins <= ends[big[0]] + 1)  # with the sparse bins at its edges
 
 
+def _no_3d(pixels: int) -> Object3D:
+    return Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), pixels, False)
+
+
 def object_3d(depth: np.ndarray, mask: np.ndarray, intr: Intrinsics, config: DepthConfig = DepthConfig()
               ) -> Object3D:
     """Robust 3D centroid (mean of the kept points) and percentile extent of the object under ``mask``.
@@ -122,7 +125,7 @@ def object_3d(depth: np.ndarray, mask: np.ndarray, intr: Intrinsics, config: Dep
     ``depth`` is float32 metres with NaN holes (``depth_metres``), the mask's shape."""
     box = mask_box(mask)
     if box is None:
-        return _INVALID
+        return _no_3d(0)
     x0, y0, x1, y1 = box
     crop = mask[y0:y1, x0:x1]
     if config.erosion_px:
@@ -134,12 +137,12 @@ def object_3d(depth: np.ndarray, mask: np.ndarray, intr: Intrinsics, config: Dep
     zcrop = depth[y0:y1, x0:x1]
     vs, us = np.nonzero(crop & (zcrop > 0))  # NaN compares False: holes drop out here
     if vs.size < config.min_valid_pixels:
-        return Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), int(vs.size), False)
+        return _no_3d(int(vs.size))
     z = zcrop[vs, us]
     keep = nearest_mode(z, config.mode_bin, config.mode_min_share)
     n = int(np.count_nonzero(keep))
     if n < config.min_valid_pixels:
-        return Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), n, False)
+        return _no_3d(n)
     z = z[keep]
     # one contiguous array per axis: column reductions over an (N, 3) array are several times slower
     axes = ((us[keep] + (x0 - intr.cx)) * z / intr.fx, (vs[keep] + (y0 - intr.cy)) * z / intr.fy, z)
