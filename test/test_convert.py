@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from hqsmem_ros.core.targets import check_targets
-from hqsmem_ros.core.types import FrameResult, ObjectResult, mask_box
+from hqsmem_ros.core.types import FrameResult, Object3D, ObjectResult, mask_box
 from hqsmem_ros.msg import Target as TargetMsg, TargetArray
 from hqsmem_ros.ros import convert
 from hqsmem_ros.ros.convert import InputError
@@ -269,3 +269,77 @@ def test_id_ranges_make_one_short_line_of_many_ids():
     assert convert.id_ranges([5, 1, 2, 3, 9]) == "1..3, 5, 9"
     assert convert.id_ranges(range(1, 100_001)) == "1..100000"
     assert convert.id_ranges(range(0, 40, 2), limit=3) == "0, 2, 4, ..."
+
+
+# -- depth ---------------------------------------------------------------------------------------------
+def depth_image(pixels, encoding, big=False, **fields):
+    dtype = np.dtype(pixels.dtype).newbyteorder(">" if big else "<")
+    data = np.ascontiguousarray(pixels, dtype=dtype).tobytes()
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding, is_bigendian=big,
+                step=pixels.shape[1] * pixels.itemsize)
+    msg.data = array.array("B", data)
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    return msg
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_depth_images_decode_to_metres_with_holes_as_nan(big):
+    mm = np.array([[0, 1000, 2345], [65535, 1, 500]], np.uint16)
+    out = convert.depth_to_array(depth_image(mm, "16UC1", big), (2, 3))
+    assert out.dtype == np.float32 and np.isnan(out[0, 0])
+    assert out[~np.isnan(out)] == pytest.approx(mm[mm > 0] / 1000.0)
+    m = np.array([[1.5, np.nan, 0.0]], np.float32)
+    out = convert.depth_to_array(depth_image(m, "32FC1", big), (1, 3))
+    assert out[0, 0] == 1.5 and np.isnan(out[0, 1:]).all()
+
+
+@pytest.mark.parametrize("msg, shape, reason, text", [
+    (depth_image(np.zeros((2, 3), np.uint16), "mono16"), (2, 3), "depth_encoding", "'mono16' is not supported"),
+    (depth_image(np.zeros((2, 3), np.uint8), "rgb8"), (2, 3), "depth_encoding", "16UC1, 32FC1"),
+    (depth_image(np.zeros((2, 3), np.uint16), "16UC1"), (4, 6), "depth_size", "depth is 3x2, the colour frame 6x4"),
+    (depth_image(np.zeros((2, 3), np.uint16), "16UC1", step=4), (2, 3), "depth_data", "step 4"),
+    (depth_image(np.zeros((2, 3), np.float32), "32FC1", height=3), (3, 3), "depth_data", "24 bytes"),
+])
+def test_bad_depth_images_get_their_specific_rejection(msg, shape, reason, text):
+    with pytest.raises(InputError, match=text) as err:
+        convert.depth_to_array(msg, shape)
+    assert err.value.reason == reason
+
+
+def test_camera_info_gives_intrinsics_and_bad_ones_are_rejected():
+    k = [525.0, 0.0, 319.5, 0.0, 530.0, 239.5, 0.0, 0.0, 1.0]
+    intr = convert.camera_info_to_intrinsics(CameraInfo(width=640, height=480, k=k), (480, 640))
+    assert (intr.fx, intr.fy, intr.cx, intr.cy) == (525.0, 530.0, 319.5, 239.5)
+    assert convert.camera_info_to_intrinsics(CameraInfo(k=k), (480, 640)) == intr  # size unset: taken as given
+    for info, text in [(CameraInfo(width=640, height=480), "focal length must be positive"),  # all-zero K
+                       (CameraInfo(width=640, height=480, k=k[:4] + [-530.0] + k[5:]), "fy=-530"),
+                       (CameraInfo(width=320, height=240, k=k), "camera_info is for 320x240")]:
+        with pytest.raises(InputError, match=text) as err:
+            convert.camera_info_to_intrinsics(info, (480, 640))
+        assert err.value.reason == "camera_info"
+
+
+def test_results_carry_3d_fields_when_present_and_zeros_otherwise():
+    m = np.zeros((6, 7), bool)
+    m[1:4, 2:6] = True
+    located = obj(1, m)
+    located.position = Object3D((0.1, -0.2, 2.5), (0.3, 0.2, 0.05), 11, True)
+    too_few = obj(2, m)
+    too_few.position = Object3D((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 3, False)
+    absent = obj(3, np.zeros((6, 7), bool))
+    absent.position = Object3D((1.0, 1.0, 1.0), (1.0, 1.0, 1.0), 50, True)  # a stale estimate is not published
+    header = Header(frame_id="camera_color_optical_frame")
+    msg = convert.result_to_msg(result(located, too_few, absent, obj(4, m)), header)
+    one, two, three, four = msg.objects
+    assert one.has_position and one.depth_pixels == 11
+    assert (one.position.x, one.position.y, one.position.z) == pytest.approx((0.1, -0.2, 2.5))
+    assert (one.extent.x, one.extent.y, one.extent.z) == pytest.approx((0.3, 0.2, 0.05))
+    assert not two.has_position and two.depth_pixels == 3 and two.position.z == 0.0
+    for none in (three, four):
+        assert not none.has_position and none.depth_pixels == 0 and none.position.z == 0 and none.extent.x == 0
+    poses = convert.positions_msg(result(too_few, absent, located), header)
+    assert poses.header == header and len(poses.poses) == 1
+    p = poses.poses[0]
+    assert (p.position.x, p.position.y, p.position.z) == pytest.approx((0.1, -0.2, 2.5))
+    assert (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w) == (0.0, 0.0, 0.0, 1.0)

@@ -8,6 +8,7 @@ import pytest
 
 from hqsmem_ros.core import davis_io
 from hqsmem_ros.core.metrics import boundary_f
+from hqsmem_ros.core.sequences import make_sequence
 from hqsmem_ros.tools import bags, evaluate
 
 SHAPE = (10, 10)
@@ -120,3 +121,50 @@ def test_folder_ground_truth_against_bag_predictions_matches_by_frame_order(tmp_
     report = evaluate.evaluate(evaluate.FolderSource(tmp_path / "gt"),
                                evaluate.open_source(tmp_path / "pred", None, evaluate.PRED_TOPICS))
     check(report.overall, EXPECTED)
+
+
+# -- 3D centroids ----------------------------------------------------------------------------------
+def test_centroid_errors_and_summary_in_metres_and_percent_of_range():
+    truth = {1: np.array([0.0, 0.0, 2.0]), 2: np.array([3.0, 0.0, 4.0]), 3: None, 4: np.array([0.0, 0.0, 1.0])}
+    pred = {1: np.array([0.0, 0.02, 2.0]), 2: np.array([3.0, 0.0, 4.1]), 3: np.array([0.0, 0.0, 1.0])}
+    errors = evaluate.centroid_errors(truth, pred)
+    assert set(errors) == {1, 2}  # 3: no truth (hidden); 4: no prediction
+    assert errors[1] == pytest.approx((0.02, 2.0)) and errors[2] == pytest.approx((0.1, 5.0))
+    samples = [(*errors[1], 0.9), (*errors[2], 0.85), (1.0, 2.0, 0.5)]  # the last one's J is below 0.8
+    summary = evaluate.centroid_summary(samples)
+    assert summary["3D_med"] == pytest.approx(0.06) and summary["3D_med%"] == pytest.approx(1.5)
+    assert summary["3D_p90"] == pytest.approx(0.02 + 0.9 * 0.08) and summary["3D_p90%"] == pytest.approx(1.9)
+    assert all(np.isnan(v) for v in evaluate.centroid_summary(samples, min_j=0.95).values())
+
+
+def test_bags_with_depth_report_3d_error_of_estimates_on_true_and_perturbed_masks(tmp_path):
+    from hqsmem_ros.core.depth import depth_metres, object_3d
+    from hqsmem_ros.tools.benchmark_depth import perturbed
+    from hqsmem_ros.tools.sample_bag import write_sample_bag
+
+    gt_bag = write_sample_bag(tmp_path / "gt", "occlusion", frames=6, size=(120, 160), depth=True)
+    types = bags.topic_types(gt_bag)
+    assert types["depth"] == bags.IMAGE and types["camera_info"] == "sensor_msgs/msg/CameraInfo"
+    gt = evaluate.open_source(gt_bag, None, evaluate.GT_TOPICS)
+    seq = make_sequence("occlusion", n_frames=6, size=(120, 160))
+    depth_msgs = [m.decode() for m in bags.read(gt_bag, ["depth"])]
+    info = next(bags.read(gt_bag, ["camera_info"])).decode()
+    assert [bags.stamp_ns(d.header) for d in depth_msgs] == gt.frames(gt_bag.name)  # the images' stamps
+    assert info.k[0] == pytest.approx(seq.intrinsics.fx) and (info.height, info.width) == (120, 160)
+    rows = {}
+    for name, change in (("true", lambda m: m), ("dilated", lambda m: perturbed(m, True))):
+        with bags.BagWriter(tmp_path / name) as bag:
+            for i, (stamp, d) in enumerate(zip(gt.frames(gt_bag.name), depth_msgs)):
+                depth = depth_metres(bags.mono(d), d.encoding)  # the 16UC1 millimetres a node would read
+                masks = {oid: change(m) for oid, m in seq.frame(i)[1].items()}
+                estimates = {oid: object_3d(depth, m, seq.intrinsics) for oid, m in masks.items()}
+                positions = {oid: e.centroid if e.valid else None for oid, e in estimates.items()}
+                bag.write_msg("tracks", bags.tracks_msg(masks, stamp, i, positions=positions), stamp)
+        report = evaluate.evaluate(gt, evaluate.open_source(tmp_path / name, None, evaluate.PRED_TOPICS))
+        row = rows[name] = report.overall
+        assert report.has_3d and "3D_med%" in report.table()
+        assert row["J"] > (0.99 if name == "true" else 0.8)
+        assert row["3D_med%"] < 2.0 and row["3D_p90"] < 0.1, (name, row)
+    named = evaluate.evaluate(gt, evaluate.open_source(tmp_path / "true", "tracks", ()))  # topic named, no image
+    assert named.overall["3D_med"] == rows["true"]["3D_med"]
+    assert evaluate.evaluate(gt, gt).overall["3D_med"] == 0.0  # the truth against itself

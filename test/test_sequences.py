@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -126,3 +128,65 @@ def test_distractor_is_a_twin_that_crosses_the_target():
             gaps.append(abs(mx + (x1 - x0) / 2 - (tx0 + tx1) / 2))
     assert len(gaps) >= 5
     assert min(gaps) < x1 - x0 < 2 * (x1 - x0) < max(gaps)  # far apart, then overlapping
+
+
+# sha256 of a frame's pixels and packed masks, recorded before depth rendering was added: the RGB frames and
+# the masks that every tuned figure was measured on must not change
+FRAME_HASHES = [("occlusion", 40, (240, 320), 0, "02ab088d31bc3255"),
+                ("distractor", 60, (240, 320), 1, "2a24fc903d953cd4"),
+                ("long_loop", 2000, (240, 320), 0, "a546ac2ca10b6c15"),
+                ("small_objects", 5, (480, 640), 0, "6117b6f0b21eefa2"),
+                ("scale_rotation", 50, (240, 320), 2, "dcff26a29dd7e98e")]
+
+
+def frame_hash(image, masks):
+    digest = hashlib.sha256(image.tobytes())
+    for oid in sorted(masks):
+        digest.update(np.packbits(masks[oid]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("kind, i, size, seed, expected", FRAME_HASHES)
+def test_frames_are_bit_identical_to_before_depth_and_rgbd_shows_the_same_pixels(kind, i, size, seed, expected):
+    seq = make_sequence(kind, size=size, seed=seed)
+    assert frame_hash(*seq.frame(i)) == expected
+    image, masks, depth = seq.rgbd(i)
+    assert frame_hash(image, masks) == expected
+    assert depth.shape == size and depth.dtype == np.float32 and np.isfinite(depth).all() and depth.min() > 0.5
+
+
+def test_depth_agrees_with_who_covers_whom():
+    seq = make_sequence("occlusion", size=SIZE)
+    for i in (0, 40, 60):
+        image, masks, depth = seq.rgbd(i)
+        wall = ~np.logical_or.reduce(list(masks.values())) & (depth > 4)  # the occluder is not the wall
+        for oid, m in masks.items():
+            if m.any():
+                assert depth[m].max() < depth[wall].min()  # every object is in front of the wall
+        # objects are layered: a higher id (pasted later) is nearer than a lower one
+        near = [depth[masks[o]].mean() for o in seq.object_ids if masks[o].any()]
+        assert near == sorted(near, reverse=True)
+    full = seq.frame(0)[1][1].sum()
+    partly = [i for i in range(0, len(seq), 3) if 0 < seq.frame(i)[1][1].sum() < 0.5 * full]
+    assert partly  # the occluder crosses object 1 ...
+    _, masks, depth = seq.rgbd(partly[0])
+    occluder = ~np.logical_or.reduce(list(masks.values())) & (depth < 1.5)
+    assert occluder.any() and depth[occluder].max() < depth[masks[1]].min()  # ... in front of it
+
+
+def test_true_centroids_project_into_their_masks_and_vanish_when_hidden():
+    seq = make_sequence("exit_reentry", size=SIZE)
+    intr = seq.intrinsics
+    assert intr.fx == pytest.approx(0.5 * SIZE[1] / np.tan(np.deg2rad(30)))
+    for i in (0, 50, len(seq) - 1):
+        _, masks, depth = seq.rgbd(i)
+        for oid, c in seq.true_centroids(depth, masks).items():
+            if not masks[oid].any():
+                assert c is None
+                continue
+            u, v = intr.fx * c[0] / c[2] + intr.cx, intr.fy * c[1] / c[2] + intr.cy
+            x0, y0, x1, y1 = mask_box(masks[oid])
+            assert x0 <= u < x1 and y0 <= v < y1
+            assert 1.0 < c[2] < 4.5
+    _, masks, depth = seq.rgbd(50)
+    assert not masks[1].any() and seq.true_centroids(depth, masks)[1] is None  # object 1 is out of view

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .backends.cpu import CpuBackendConfig
 from .backends.deaot import GpuPipelineConfig
 from .config import param
+from .depth import DepthConfig
 from .memory import MemoryConfig
 from .refine import RefinerConfig
 from .tracker import HQSMemConfig, HQSMemTracker, TrackerConfig
@@ -28,6 +29,7 @@ class Settings:
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     cpu: CpuBackendConfig = field(default_factory=CpuBackendConfig)
     hqsmem: GpuPipelineConfig = field(default_factory=GpuPipelineConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
 
     @property
     def core(self) -> HQSMemConfig:

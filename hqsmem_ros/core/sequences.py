@@ -6,6 +6,10 @@ the coffee cup, the astronaut's head and the space shuttle, thresholded coins, t
 irregular polygons cut from a real texture (the cat's face); backgrounds are other bundled photos,
 panned. Frames are rendered on demand, so a 3000-frame sequence costs no memory, and everything is
 deterministic given the seed.
+
+Each sequence also renders an exact depth image (``rgbd``): a tilted background plane far away, every actor a
+rounded surface at its own depth, nearer the higher its layer (so depth agrees with who covers whom), drifting
+slowly; ``true_centroids`` are the back-projected means of that depth under the true visible masks.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ import numpy as np
 import skimage.data
 from scipy import ndimage
 
+from .depth import Intrinsics, mean_point
 from .types import Target, mask_box
 
 SEQUENCE_KINDS: tuple[str, ...] = ("translation", "scale_rotation", "occlusion", "exit_reentry", "distractor",
                                    "small_objects", "appearance_change", "long_loop")
 
 _SPRITE_SIDE = 256  # sprites are stored with this longest side and scaled at render time
+_HFOV_DEG = 60.0  # the synthetic camera's horizontal field of view
+_BACKGROUND_M, _BACKGROUND_TILT_M = 5.0, 1.0  # plane depth at the centre row; top row this much farther
+_NEAREST_M, _FARTHEST_M = 1.2, 3.5  # layer depths: the top actor nearest, the bottom one farthest
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,17 @@ class _Actor:
     tint: Callable[[int], np.ndarray] | None = None  # frame -> 3x3 colour matrix (appearance change)
 
 
-def _paste(frame: np.ndarray, actor: _Actor, i: int) -> np.ndarray:
-    """Composite ``actor`` onto ``frame`` in place; returns its coverage (alpha > 0.5)."""
+@functools.lru_cache(maxsize=64)
+def _bump(h: int, w: int) -> np.ndarray:
+    """A paraboloid cap over an (h, w) sprite: 1 at its centre, 0 at its rim: a rounded surface's relief."""
+    y, x = np.ogrid[:h, :w]
+    return np.clip(1 - ((2 * x + 1) / w - 1) ** 2 - ((2 * y + 1) / h - 1) ** 2, 0, 1).astype(np.float32)
+
+
+def _paste(frame: np.ndarray, actor: _Actor, i: int, depth: np.ndarray | None = None,
+           z: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Composite ``actor`` onto ``frame`` in place; returns its coverage (alpha > 0.5). With ``depth``, also
+    writes the actor's surface there: ``z`` = (depth at its rim, relief at its centre), metres."""
     h, w = frame.shape[:2]
     cx, cy, height, angle = actor.pose(i)
     sp = actor.sprite
@@ -155,6 +172,10 @@ def _paste(frame: np.ndarray, actor: _Actor, i: int) -> np.ndarray:
     roi = frame[y0:y1, x0:x1]
     roi[:] = np.clip(roi * (1 - alpha) + rgb * alpha, 0, 255).astype(np.uint8)
     coverage[y0:y1, x0:x1] = alpha[..., 0] > 0.5
+    if depth is not None:
+        bump = cv2.warpAffine(_bump(*sp.alpha.shape), m, size, flags=cv2.INTER_LINEAR)
+        cov = coverage[y0:y1, x0:x1]
+        depth[y0:y1, x0:x1][cov] = z[0] - z[1] * bump[cov]
     return coverage
 
 
@@ -170,11 +191,35 @@ class Sequence:
         self._pan = pan
         self._actors = actors  # bottom to top
         self.object_ids = [a.obj_id for a in actors if a.obj_id is not None]
+        f = 0.5 * w / np.tan(np.deg2rad(_HFOV_DEG / 2))
+        self.intrinsics = Intrinsics(f, f, (w - 1) / 2, (h - 1) / 2)
+        self._layer_m = np.linspace(_FARTHEST_M, _NEAREST_M, len(actors)) if actors else np.zeros(0)
+        self._spacing_m = (_FARTHEST_M - _NEAREST_M) / max(len(actors) - 1, 1)
 
     def __len__(self) -> int:
         return self._n
 
     def frame(self, i: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        image, masks, _ = self._render(i, with_depth=False)
+        return image, masks
+
+    def rgbd(self, i: int) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
+        """``frame(i)`` (the same pixels) and its exact depth, float32 metres, valid everywhere."""
+        image, masks, depth = self._render(i, with_depth=True)
+        return image, masks, depth
+
+    def true_centroids(self, depth: np.ndarray, masks: dict[int, np.ndarray]) -> dict[int, np.ndarray | None]:
+        """Each object's 3D centroid (mean of its visible surface's points) from ``rgbd``; None when hidden."""
+        return {oid: mean_point(depth, m, self.intrinsics) for oid, m in masks.items()}
+
+    def _surface(self, k: int, i: int) -> tuple[float, float]:
+        """(rim depth, relief) of layer ``k`` on frame ``i``: drift and relief stay within half a layer spacing, so
+        layers never swap their order in depth."""
+        drift = 0.25 * self._spacing_m * np.sin(2 * np.pi * i / (180 + 37 * k) + k)
+        height_m = self._actors[k].pose(i)[2] * self._layer_m[k] / self.intrinsics.fy
+        return float(self._layer_m[k] + drift), float(min(0.25 * height_m / 2, 0.25 * self._spacing_m))
+
+    def _render(self, i: int, with_depth: bool):
         if not 0 <= i < self._n:
             raise IndexError(f"frame {i} of a {self._n}-frame sequence")
         h, w = self.size
@@ -182,12 +227,18 @@ class Sequence:
         fx, fy = self._pan(i)  # pan position in [0, 1] of the spare room
         x0, y0 = int(round(fx * (bw - w))), int(round(fy * (bh - h)))
         image = self._background[y0:y0 + h, x0:x0 + w].copy()
-        coverage = [_paste(image, a, i) for a in self._actors]
+        depth = None
+        if with_depth:
+            rows = np.arange(h, dtype=np.float32)[:, None]
+            depth = np.repeat(_BACKGROUND_M + _BACKGROUND_TILT_M * (0.5 - rows / max(h - 1, 1)), w, axis=1)
+        coverage = [_paste(image, a, i, depth, self._surface(k, i) if with_depth else (0.0, 0.0))
+                    for k, a in enumerate(self._actors)]
         masks = {}
+        nothing = [np.zeros((h, w), bool)]
         for k, actor in enumerate(self._actors):
             if actor.obj_id is not None:
-                masks[actor.obj_id] = coverage[k] & ~np.logical_or.reduce(coverage[k + 1:] + [np.zeros_like(image[..., 0], bool)])
-        return image, masks
+                masks[actor.obj_id] = coverage[k] & ~np.logical_or.reduce(coverage[k + 1:] + nothing)
+        return image, masks, depth
 
     def targets(self) -> list[Target]:
         return first_frame_targets(self.name, self.frame(0)[1],

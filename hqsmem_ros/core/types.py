@@ -40,6 +40,7 @@ class ObjectResult:
     mask: np.ndarray
     box: Box | None
     refined: bool = False
+    position: Object3D | None = None  # 3D from an aligned depth image; None without depth input
 
 
 @dataclass
@@ -69,3 +70,15 @@ def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
     x0, y0, x1, y1 = box
     out[y0:y1, x0:x1] = True
     return out
+
+
+@dataclass(frozen=True)
+class Object3D:
+    """An object's 3D estimate from the depth under its mask, in the camera's optical frame (x right,
+    y down, z forward), metres. ``valid`` is False when fewer than ``min_valid_pixels`` depth pixels
+    were usable; centroid and extent are then zero."""
+
+    centroid: tuple[float, float, float]
+    extent: tuple[float, float, float]  # axis-aligned size (robust percentile span) along x, y, z
+    pixels: int                         # valid depth pixels used
+    valid: bool

@@ -15,11 +15,13 @@ import cv2
 import numpy as np
 import simplejpeg
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from geometry_msgs.msg import Point, Pose, PoseArray, Vector3
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
+from ..core.depth import DEPTH_ENCODINGS, Intrinsics, depth_metres, intrinsics_from_k
 from ..core.targets import Rejection
-from ..core.types import FrameResult, Target
+from ..core.types import FrameResult, Object3D, Target
 from ..msg import Target as TargetMsg, TargetArray, TrackedObject, TrackedObjectArray
 
 # encoding -> (channels, dtype). 8UC1/8UC3 carry no colour order: read as mono8/bgr8 (OpenCV's default).
@@ -153,6 +155,56 @@ def decode_compressed(msg: CompressedImage, on_repaired: Callable[[str], None] |
     return rgb
 
 
+# -- depth -------------------------------------------------------------------------------------------
+def depth_to_array(msg: Image, shape: tuple[int, int]) -> np.ndarray:
+    """float32 metres (NaN = hole) of a depth Image aligned to colour frames of ``shape`` = (H, W)."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise InputError("depth_encoding", f"depth encoding '{msg.encoding}' is not supported "
+                                           f"({', '.join(DEPTH_ENCODINGS)})")
+    if (msg.height, msg.width) != tuple(shape):
+        raise InputError("depth_size", f"depth is {msg.width}x{msg.height}, the colour frame {shape[1]}x{shape[0]} "
+                                       "(the depth must be aligned to the colour camera)")
+    dtype = np.dtype(np.uint16 if msg.encoding == "16UC1" else np.float32)
+    row = msg.width * dtype.itemsize
+    if msg.step < row or len(msg.data) != msg.step * msg.height:
+        raise InputError("depth_data", f"depth data is {len(msg.data)} bytes with step {msg.step}, expected at "
+                                       f"least {row} bytes per row times {msg.height} rows")
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
+    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
+    return depth_metres(pixels, msg.encoding)
+
+
+def camera_info_to_intrinsics(msg: CameraInfo, shape: tuple[int, int]) -> Intrinsics:
+    """Pinhole intrinsics of a CameraInfo for colour frames of ``shape``; ``camera_info`` InputError when it
+    has no usable focal length or is for another image size (a zero size is taken as unset)."""
+    if msg.width and msg.height and (msg.height, msg.width) != tuple(shape):
+        raise InputError("camera_info", f"camera_info is for {msg.width}x{msg.height}, the colour frame is "
+                                        f"{shape[1]}x{shape[0]}")
+    try:
+        return intrinsics_from_k(msg.k)
+    except Rejection as exc:
+        raise InputError(exc.reason, f"camera_info: {exc}") from None
+
+
+def _fill_3d(msg: TrackedObject, obj: Object3D) -> None:
+    msg.depth_pixels = obj.pixels
+    if obj.valid:
+        msg.has_position = True
+        msg.position = Point(x=obj.centroid[0], y=obj.centroid[1], z=obj.centroid[2])
+        msg.extent = Vector3(x=obj.extent[0], y=obj.extent[1], z=obj.extent[2])
+
+
+def positions_msg(result: FrameResult, header: Header) -> PoseArray:
+    """Centroids of the present objects that have one, in id order, as a PoseArray in the image's frame
+    (identity orientation: a mask gives no orientation); for RViz/Foxglove."""
+    out = PoseArray(header=header)
+    for obj in sorted(result.objects, key=lambda o: o.obj_id):
+        if obj.present and obj.position is not None and obj.position.valid:
+            x, y, z = obj.position.centroid
+            out.poses.append(Pose(position=Point(x=x, y=y, z=z)))
+    return out
+
+
 # -- stamps ------------------------------------------------------------------------------------------
 STAMP_JUMP_BACK_S = 1.0  # further back than this is a restarted clock (bag loop, simulation reset), not reordering
 
@@ -249,6 +301,8 @@ def result_to_msg(result: FrameResult, header: Header) -> TrackedObjectArray:
             msg.roi = RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0)
             crop = obj.mask[y0:y1, x0:x1].astype(np.uint8) * 255
             msg.mask = array_to_image(crop, "mono8", header)
+            if obj.position is not None:
+                _fill_3d(msg, obj.position)
         out.objects.append(msg)
     return out
 

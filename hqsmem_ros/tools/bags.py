@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from ..core.depth import Intrinsics
 from ..core.types import Target, mask_box
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -181,6 +182,12 @@ def tracks_to_masks(msg, shape: tuple[int, int]) -> dict[int, np.ndarray]:
     return out
 
 
+def tracks_to_positions(msg) -> dict[int, np.ndarray]:
+    """3D centroid per object of a TrackedObjectArray that has one (``has_position``)."""
+    return {int(o.id): np.array([o.position.x, o.position.y, o.position.z])
+            for o in msg.objects if o.has_position}
+
+
 # -- building messages -----------------------------------------------------------------------------
 def image_msg(rgb: np.ndarray, stamp: int, frame_id: str = "camera", compressed: bool = False):
     t = typestore().types
@@ -207,6 +214,23 @@ def _empty_image():
                                     step=0, data=np.zeros(0, np.uint8))
 
 
+def depth_msg(depth_m: np.ndarray, stamp: int, frame_id: str = "camera"):
+    """A 16UC1 depth Image in millimetres (a depth camera driver's raw output); NaN and out-of-range are 0."""
+    mm = np.nan_to_num(np.round(depth_m * 1000.0), nan=0.0, posinf=0.0, neginf=0.0)
+    return _raw_image(np.where((mm > 0) & (mm <= 65535), mm, 0).astype(np.uint16), "16UC1", stamp, frame_id)
+
+
+def camera_info_msg(intr: Intrinsics, shape: tuple[int, int], stamp: int, frame_id: str = "camera"):
+    """An undistorted pinhole CameraInfo of ``intr`` for (H, W) frames."""
+    t = typestore().types
+    k = np.array([intr.fx, 0, intr.cx, 0, intr.fy, intr.cy, 0, 0, 1], float)
+    p = np.array([intr.fx, 0, intr.cx, 0, 0, intr.fy, intr.cy, 0, 0, 0, 1, 0], float)
+    return t["sensor_msgs/msg/CameraInfo"](
+        header=header(stamp, frame_id), height=shape[0], width=shape[1], distortion_model="plumb_bob",
+        d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0,
+        roi=t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
 def targets_msg(targets: Iterable[Target], stamp: int, frame_id: str = "camera"):
     t = typestore().types
     items = []
@@ -221,18 +245,25 @@ def targets_msg(targets: Iterable[Target], stamp: int, frame_id: str = "camera")
 
 
 def tracks_msg(masks: dict[int, np.ndarray], stamp: int, frame_index: int, frame_id: str = "camera",
-               labels: dict[int, str] | None = None, memory_frames: int = 0):
-    """A TrackedObjectArray of full-frame masks (ground truth, offline results): roi + cropped mono8."""
+               labels: dict[int, str] | None = None, memory_frames: int = 0,
+               positions: dict[int, Sequence[float] | None] | None = None):
+    """A TrackedObjectArray of full-frame masks (ground truth, offline results): roi + cropped mono8, and the
+    3D centroid of each id in ``positions`` (None: not available)."""
     t = typestore().types
     objects = []
     for oid, mask in masks.items():
+        xyz = (positions or {}).get(oid)
+        x, y, z = (0.0, 0.0, 0.0) if xyz is None else (float(v) for v in xyz)
         box = mask_box(mask)
         x0, y0, x1, y1 = box or (0, 0, 0, 0)
         crop = _raw_image(mask[y0:y1, x0:x1].astype(np.uint8) * 255, "mono8", stamp, frame_id) if box else _empty_image()
         objects.append(t["hqsmem_ros/msg/TrackedObject"](
             id=oid, label=(labels or {}).get(oid, ""), present=box is not None, score=1.0 if box else 0.0,
             refined=False, roi=t["sensor_msgs/msg/RegionOfInterest"](
-                x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0, do_rectify=False), mask=crop))
+                x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0, do_rectify=False), mask=crop,
+            has_position=xyz is not None,
+            position=t["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            extent=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0), depth_pixels=0))
     return t[TRACKS](header=header(stamp, frame_id), frame_index=frame_index, ok=True, status="ok",
                      memory_frames=memory_frames, objects=objects)
 

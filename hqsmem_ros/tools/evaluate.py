@@ -8,6 +8,11 @@ a bag against a folder is matched by frame order. Each object is scored on the f
 one where it is visible in the ground truth (its initialisation frame); a frame missing from the
 predictions (e.g. dropped) counts as every object reported absent.
 
+3D: where the ground truth carries each object's true 3D centroid (``sample_bag --depth``) and the predictions
+carry positions (TrackedObject ``has_position``), the centroid error is reported next to J and F: median and
+p90 in metres and as a percentage of the true range (distance from the camera), over the frames where both
+have a position and the mask's J is at least ``--min-j-3d`` (default 0.8, the issue's target condition).
+
     python -m hqsmem_ros.tools.evaluate --gt sample_bag --pred tracks_bag --csv scores.csv
 """
 
@@ -30,6 +35,7 @@ from . import bags
 GT_TOPICS = ("ground_truth", "ground_truth/label_image")
 PRED_TOPICS = ("tracks", "tracks/label_image")
 COLUMNS = ("J", "F", "J&F", "Q", "Acc", "Rob", "NRE", "DRE", "ADQ")
+COLUMNS_3D = ("3D_med", "3D_p90", "3D_med%", "3D_p90%")  # metres, then percent of range
 
 
 @dataclass
@@ -43,6 +49,7 @@ class ObjectScores:
     f: list[float] = field(default_factory=list)
     visible: list[bool] = field(default_factory=list)
     reported: list[bool] = field(default_factory=list)
+    errors_3d: list[tuple[float, float, float]] = field(default_factory=list)  # (error m, range m, J) per frame
 
     def summary(self) -> dict[str, float]:
         v = vots_measures(self.j, self.visible, self.reported)
@@ -54,6 +61,7 @@ class ObjectScores:
 @dataclass
 class Report:
     objects: list[ObjectScores]
+    min_j_3d: float = 0.8  # the 3D columns count frames whose J is at least this
 
     def sequences(self) -> dict[str, list[ObjectScores]]:
         out: dict[str, list[ObjectScores]] = {}
@@ -61,28 +69,52 @@ class Report:
             out.setdefault(o.sequence, []).append(o)
         return out
 
+    @property
+    def has_3d(self) -> bool:
+        return any(o.errors_3d for o in self.objects)
+
     def rows(self) -> list[dict]:
-        """One row per sequence (means over its objects) and an ``overall`` row (mean over all objects)."""
+        """One row per sequence (means over its objects) and an ``overall`` row (mean over all objects); the 3D
+        columns pool their objects' frames."""
         groups = list(self.sequences().items()) + [("overall", self.objects)]
         return [{"sequence": name, "objects": len(objs), "frames": max((len(o.frames) for o in objs), default=0),
-                 **_average([o.summary() for o in objs])} for name, objs in groups]
+                 **_average([o.summary() for o in objs]),
+                 **(centroid_summary([e for o in objs for e in o.errors_3d], self.min_j_3d) if self.has_3d else {})}
+                for name, objs in groups]
 
     @property
     def overall(self) -> dict[str, float]:
         return self.rows()[-1]
 
     def table(self) -> str:
-        head = f"{'sequence':<24} {'obj':>3} {'frames':>6} " + " ".join(f"{c:>6}" for c in COLUMNS)
+        columns = COLUMNS + (COLUMNS_3D if self.has_3d else ())
+        head = f"{'sequence':<24} {'obj':>3} {'frames':>6} " + " ".join(f"{c:>7}" for c in columns)
         lines = [head, "-" * len(head)]
         for r in self.rows():
             lines.append(f"{r['sequence'][:24]:<24} {r['objects']:>3} {r['frames']:>6} "
-                         + " ".join(f"{r[c]:>6.3f}" for c in COLUMNS))
+                         + " ".join(f"{r[c]:>7.3f}" for c in columns))
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"rows": self.rows(),
                 "objects": [{"sequence": o.sequence, "id": o.obj_id, **o.summary()} for o in self.objects],
                 "per_frame": [asdict(o) for o in self.objects]}
+
+
+def centroid_errors(truth: dict[int, np.ndarray | None], predicted: dict[int, np.ndarray]
+                    ) -> dict[int, tuple[float, float]]:
+    """(centroid error, true range) in metres per id that has both a true and a predicted centroid."""
+    return {oid: (float(np.linalg.norm(np.subtract(predicted[oid], t))), float(np.linalg.norm(t)))
+            for oid, t in truth.items() if t is not None and oid in predicted}
+
+
+def centroid_summary(errors: list[tuple[float, float, float]], min_j: float = 0.8) -> dict[str, float]:
+    """Median and p90 centroid error (m, and % of range) over the (error, range, J) samples with J >= ``min_j``."""
+    kept = np.array([(e, e / r * 100) for e, r, j in errors if j >= min_j]).reshape(-1, 2)
+    if not kept.size:
+        return dict.fromkeys(COLUMNS_3D, math.nan)
+    med, p90 = np.percentile(kept, [50, 90], axis=0)
+    return {"3D_med": float(med[0]), "3D_p90": float(p90[0]), "3D_med%": float(med[1]), "3D_p90%": float(p90[1])}
 
 
 def _mean(values) -> float:
@@ -117,6 +149,9 @@ class FolderSource:
         path = self._annotations(seq).get(key)
         return davis_io.labels_to_masks(davis_io.read_label_png(path)) if path else {}
 
+    def positions(self, seq: str, key: str) -> dict[int, np.ndarray]:
+        return {}  # label images carry no 3D
+
 
 class BagSource:
     """One sequence (named after the bag) from a TrackedObjectArray or label-image topic, keyed by stamp."""
@@ -130,8 +165,10 @@ class BagSource:
                              f" (topics: {', '.join(sorted(types))})")
         self.msgtype = types[self.topic]
         # TrackedObjectArray masks are cropped: the frame size comes from any image in the bag.
-        images = [t for t, m in types.items() if m in (bags.IMAGE, bags.COMPRESSED)]
-        first = next(bags.read(self.path, images[:1]), None)
+        # (the camera's topic before any other image, e.g. a depth stream)
+        images = ([t for t in ("image", "image/compressed") if t in types]
+                  or [t for t, m in types.items() if m in (bags.IMAGE, bags.COMPRESSED)])
+        first = next(bags.read(self.path, images[:1]), None) if images else None  # no topic would read all
         self.shape = bags.image_rgb(first.decode()).shape[:2] if first else None
         self._raw: dict[int, bags.BagMessage] = {}
         for m in bags.read(self.path, [self.topic]):
@@ -155,6 +192,11 @@ class BagSource:
                              "(for the frame size)")
         return bags.tracks_to_masks(msg, shape)
 
+    def positions(self, seq: str, key: int) -> dict[int, np.ndarray]:
+        if key not in self._raw or self.msgtype != bags.TRACKS:
+            return {}
+        return bags.tracks_to_positions(self._raw[key].decode())
+
 
 def open_source(path: Path, topic: str | None, defaults: tuple[str, ...]):
     return BagSource(path, topic, defaults) if bags.is_bag(path) else FolderSource(path)
@@ -165,7 +207,8 @@ def _shape(masks: dict[int, np.ndarray]) -> tuple[int, int] | None:
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-def evaluate(gt, pred, sequences: list[str] | None = None, bound_th: float = 0.008) -> Report:
+def evaluate(gt, pred, sequences: list[str] | None = None, bound_th: float = 0.008, min_j_3d: float = 0.8
+             ) -> Report:
     """Scores of every ground-truth object of every (selected) sequence."""
     gt_seqs = sequences or gt.sequences()
     pred_seqs = pred.sequences()
@@ -174,7 +217,7 @@ def evaluate(gt, pred, sequences: list[str] | None = None, bound_th: float = 0.0
         # A single-sequence pair (two bags) matches whatever its names; otherwise names must agree.
         pseq = pred_seqs[0] if len(gt_seqs) == 1 and len(pred_seqs) == 1 else seq
         objects += _score_sequence(gt, pred, seq, pseq, bound_th)
-    return Report(objects)
+    return Report(objects, min_j_3d)
 
 
 def _score_sequence(gt, pred, seq: str, pseq: str, bound_th: float) -> list[ObjectScores]:
@@ -188,6 +231,7 @@ def _score_sequence(gt, pred, seq: str, pseq: str, bound_th: float) -> list[Obje
         shape = shape or _shape(truth)
         pkey = key if same_kind else (pred_keys[i] if i < len(pred_keys) else None)
         guess = pred.masks(pseq, pkey, shape) if pkey is not None and shape else {}
+        errors_3d = centroid_errors(gt.positions(seq, key), pred.positions(pseq, pkey) if pkey is not None else {})
         for oid in set(scores) | {o for o, m in truth.items() if m.any()}:
             if oid not in scores:  # first visible frame: the initialisation, not scored
                 scores[oid] = ObjectScores(seq, oid)
@@ -200,13 +244,16 @@ def _score_sequence(gt, pred, seq: str, pseq: str, bound_th: float) -> list[Obje
             s.f.append(boundary_f(p, g, bound_th))
             s.visible.append(bool(g.any()))
             s.reported.append(bool(p.any()))
+            if oid in errors_3d:
+                s.errors_3d.append((*errors_3d[oid], s.j[-1]))
     return [scores[k] for k in sorted(scores)]
 
 
 # -- command line ----------------------------------------------------------------------------------
 def write_csv(report: Report, path: Path) -> None:
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["sequence", "objects", "frames", *COLUMNS])
+        extra = COLUMNS_3D if report.has_3d else ()
+        writer = csv.DictWriter(fh, fieldnames=["sequence", "objects", "frames", *COLUMNS, *extra])
         writer.writeheader()
         writer.writerows(report.rows())
 
@@ -233,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pred-topic", help=f"prediction topic in a bag (default: {' or '.join(PRED_TOPICS)})")
     ap.add_argument("--sequences", nargs="+", help="only these sequences (folders)")
     ap.add_argument("--bound-th", type=float, default=0.008, help="F boundary tolerance (fraction of diagonal)")
+    ap.add_argument("--min-j-3d", type=float, default=0.8, help="3D error only on frames with J at least this")
     ap.add_argument("--csv", type=Path, help="write the per-sequence table here")
     ap.add_argument("--json", type=Path, help="write tables, per-object and per-frame scores here")
     args = ap.parse_args(argv)
@@ -242,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
-    report = evaluate(gt, pred, args.sequences, args.bound_th)
+    report = evaluate(gt, pred, args.sequences, args.bound_th, args.min_j_3d)
     if not report.objects:
         print("evaluate: no ground-truth object found", file=sys.stderr)
         return 1
