@@ -157,7 +157,7 @@ class OracleBackend:
 
     def step(self, frame):
         from hqsmem_ros.core.types import Prediction
-        masks = self._truth.get(frame_digest(frame))
+        masks = self._truth.get(frame_digest(frame.pixels))
         if masks is None:
             raise LookupError("the oracle does not know this frame")
         return {oid: Prediction(np.asarray(masks[oid], bool), 1.0) for oid in self._ids}

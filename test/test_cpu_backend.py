@@ -10,16 +10,18 @@ import skimage.data
 
 from hqsmem_ros.core.backends.base import Backend
 from hqsmem_ros.core.backends.cpu import (CellMemoryConfig, CpuBackend, CpuBackendConfig, _adds_the_object, _color_vote,
-                                         _grabcut_regrow, _upsample, _without_specks, build_cpu_tracker)
+                                         _grabcut_regrow, _upsample, _without_specks)
 from hqsmem_ros.core.backends.cpu_appearance import ObjectAppearance, ScoreParams
 from hqsmem_ros.core.backends.cpu_features import FeatureExtractor, cell_coverage
 from hqsmem_ros.core.backends.cpu_flow import FlowWarper
 from hqsmem_ros.core.config import from_flat, specs
+from hqsmem_ros.core.factory import build_cpu_tracker
 from hqsmem_ros.core.memory import MemoryConfig
 from hqsmem_ros.core.metrics import jaccard
 from hqsmem_ros.core.sequences import make_sequence
 from hqsmem_ros.core.targets import check_target
 from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker
+from hqsmem_ros.core.types import Frame
 
 SIZE = (240, 320)
 
@@ -39,8 +41,14 @@ def translation():
     return make_sequence("translation", 20, SIZE)
 
 
+def framed(seq, i):
+    """Frame ``i`` of ``seq`` as the tracker hands it to a backend, and its true masks."""
+    rgb, masks = seq.frame(i)
+    return Frame(i, rgb), masks
+
+
 def start(backend, seq, key=0):
-    frame, masks = seq.frame(0)
+    frame, masks = framed(seq, 0)
     for oid in seq.object_ids:
         backend.add_object(oid, frame, masks[oid], key)
     backend.accept(masks)
@@ -70,7 +78,7 @@ def test_build_cpu_tracker_runs_the_loop(translation):
 def test_step_returns_full_resolution_masks_and_bounded_confidence(make_backend, translation):
     backend = make_backend()
     start(backend, translation)
-    frame, truth = translation.frame(1)
+    frame, truth = framed(translation, 1)
     preds = backend.step(frame)
     assert set(preds) == set(translation.object_ids)
     for oid, p in preds.items():
@@ -85,7 +93,7 @@ def test_memory_write_evict_bookkeeping(make_backend, translation):
     assert backend.memory_keys() == [0]
     ref_bytes = backend.memory_bytes()
     assert ref_bytes > 0
-    frame, masks = translation.frame(1)
+    frame, masks = framed(translation, 1)
     backend.step(frame)
     backend.accept(masks)
     backend.write_memory(1)
@@ -120,7 +128,7 @@ def test_embedding_is_object_centric(make_backend):
     start(backend, seq)
     frame0, masks0 = seq.frame(0)
     e1_t0, e2_t0 = backend.embed({1: masks0[1]}), backend.embed({2: masks0[2]})
-    frame, masks = seq.frame(29)
+    frame, masks = framed(seq, 29)
     backend.step(frame)
     backend.accept(masks)
     e1_t29 = backend.embed({1: masks[1]})
@@ -140,7 +148,8 @@ def shifted_pair(dx: int, dy: int, steps: int):
     mask = np.zeros((h, w), bool)
     yy, xx = np.ogrid[:h, :w]
     mask[(yy - 100) ** 2 / 40 ** 2 + (xx - 120) ** 2 / 55 ** 2 <= 1] = True
-    frames = [photo[100 - k * dy:100 - k * dy + h, 100 - k * dx:100 - k * dx + w].copy() for k in range(steps)]
+    frames = [Frame(k, photo[100 - k * dy:100 - k * dy + h, 100 - k * dx:100 - k * dx + w].copy())
+              for k in range(steps)]
     masks = [np.roll(mask, (k * dy, k * dx), axis=(0, 1)) for k in range(steps)]
     return frames, masks
 
@@ -176,11 +185,11 @@ def test_an_absent_object_is_found_again_elsewhere(make_backend, redetect):
     masks = start(backend, seq)
     gone, back = 60, len(seq) - 1
     assert not seq.frame(gone)[1][1].any() and not (masks[1] & seq.frame(back)[1][1]).any()
-    frame, _ = seq.frame(gone)
+    frame, _ = framed(seq, gone)
     pred = backend.step(frame)[1]
     assert pred.confidence < 0.3 or not pred.mask.any()
     backend.accept({oid: np.zeros(SIZE, bool) if oid == 1 else m for oid, m in seq.frame(gone)[1].items()})
-    frame, truth = seq.frame(back)
+    frame, truth = framed(seq, back)
     pred = backend.step(frame)[1]
     if redetect:
         assert pred.confidence >= 0.3 and jaccard(pred.mask, truth[1]) > 0.5
@@ -196,7 +205,7 @@ def test_features_correct_a_mask_dragged_by_an_occluder(make_backend):
         backend = make_backend({"correction.enabled": correction})
         start(backend, seq)
         for i in range(1, 70):
-            frame, truth = seq.frame(i)
+            frame, truth = framed(seq, i)
             preds = backend.step(frame)
             backend.accept({oid: p.mask for oid, p in preds.items()})
         scores[correction] = preds[3].mask.sum() / max(truth[3].sum(), 1), truth[3].sum()
@@ -210,7 +219,7 @@ def test_a_small_object_keeps_its_size_with_correction_on(make_backend):
     backend = make_backend()
     start(backend, seq)
     for i in range(1, 21):
-        frame, truth = seq.frame(i)
+        frame, truth = framed(seq, i)
         preds = backend.step(frame)
         backend.accept({oid: p.mask for oid, p in preds.items()})
     for oid, gt in truth.items():
@@ -247,10 +256,10 @@ def test_a_memory_write_from_a_shrunken_mask_does_not_teach_the_lost_part_as_bac
     would then veto it on later frames (drift). Unverified, the same write does."""
     frames, masks = shifted_pair(3, 2, 6)
     params = ScoreParams(top_k=3, novel_similarity=0.4, temperature=0.05)
-    feats = extractor(frames[0])
+    feats = extractor(frames[0].pixels)
     grid = feats.shape[-2:]
     reference = (feats.flatten(1).T.contiguous(), cell_coverage(masks[0], grid))
-    cells = extractor(frames[5]).flatten(1).T.contiguous()
+    cells = extractor(frames[5].pixels).flatten(1).T.contiguous()
     xs = np.nonzero(masks[5])[1]
     kept = masks[5] & (np.arange(masks[5].shape[1]) < np.median(xs))[None, :]
     lost = cell_coverage(masks[5] & ~kept, grid).ravel() >= 0.75
@@ -306,6 +315,29 @@ def test_an_object_reduced_to_a_fragment_is_let_go(make_backend):
     assert not backend.step(frames[1])[1].mask.any()
     backend.accept({1: masks[0]})
     assert jaccard(backend.step(frames[1])[1].mask, masks[0]) > 0.8
+
+
+def test_a_buffer_refilled_in_place_is_analysed_again(make_backend):
+    """The backend tells frames apart by index: a caller that refills one array gets the new image's
+    analysis, as with a fresh array."""
+    frames, masks = shifted_pair(3, 2, 3)
+    results = []
+    for reuse in (True, False):
+        backend = make_backend()
+        buffer = frames[0].pixels.copy()
+        backend.add_object(1, Frame(0, buffer), masks[0], 0)
+        backend.accept({1: masks[0]})
+        for k in (1, 2):
+            if reuse:
+                buffer[:] = frames[k].pixels
+                frame = Frame(k, buffer)
+            else:
+                frame = frames[k]
+            pred = backend.step(frame)[1]
+            backend.accept({1: pred.mask})
+        results.append(pred)
+    assert np.array_equal(results[0].mask, results[1].mask) and results[0].confidence == results[1].confidence
+    assert jaccard(results[0].mask, masks[2]) > 0.9
 
 
 def test_upsampling_a_box_equals_cropping_the_upsampled_frame():

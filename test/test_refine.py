@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hqsmem_ros.core.refine import RefinerConfig, VerifiedRefiner, expand_box
+from hqsmem_ros.core.types import Frame
 
 
 def rect(x0, y0, x1, y1, shape=(50, 50)):
@@ -32,7 +33,7 @@ class MaskFeatures:
         return f / np.linalg.norm(f, axis=1, keepdims=True)
 
 
-FRAME = np.zeros((50, 50, 3), np.uint8)
+FRAME = Frame(0, np.zeros((50, 50, 3), np.uint8))
 BASE = rect(10, 10, 20, 20)
 CLOSE, FAR = rect(10, 10, 20, 19), rect(30, 30, 40, 40)
 

@@ -190,6 +190,51 @@ def test_box_only_target_is_segmented_inside_its_box():
     assert mask[25:35, 35:45].all() and not mask[:15].any() and not mask[:, :25].any()
 
 
+class RecordingBackend(ScriptedBackend):
+    def __init__(self, shift=(0, 2)):
+        super().__init__(shift)
+        self.frames = []
+
+    def add_object(self, obj_id, frame, mask, key):
+        self.frames.append(frame)
+        super().add_object(obj_id, frame, mask, key)
+
+    def step(self, frame):
+        self.frames.append(frame)
+        return super().step(frame)
+
+    def reset(self):
+        self.priors.clear()
+        self.memory.clear()
+
+
+def test_the_backend_gets_one_frame_index_per_processed_image_never_reused_after_reset():
+    backend = RecordingBackend()
+    tracker = HQSMemTracker(backend, HQSMemConfig(TrackerConfig(min_area=4)))
+    buffer = FRAME.copy()  # one array refilled by the caller: only the index tells the frames apart
+    tracker.process(buffer, [Target(1, mask=box_mask(10, 10, 20, 20))])
+    tracker.process(buffer)
+    tracker.reset()
+    tracker.process(buffer, [Target(1, mask=box_mask(10, 10, 20, 20))])
+    tracker.process(buffer)
+    assert [f.index for f in backend.frames] == [0, 1, 2, 3]
+    assert all(f.pixels is buffer for f in backend.frames)
+
+
+def test_the_prediction_hook_replaces_the_base_models_masks():
+    tracker, _ = make_tracker()
+    tracker.process(FRAME, [Target(1, mask=box_mask(10, 10, 20, 20))])
+    seen = []
+
+    def hook(frame, preds):
+        seen.append((frame.index, set(preds)))
+        return {oid: Prediction(box_mask(40, 30, 50, 40), 1.0) for oid in preds}
+
+    tracker.on_predictions = hook
+    result = tracker.process(FRAME)
+    assert seen == [(1, {1})] and result.objects[0].box == (40, 30, 50, 40)
+
+
 @pytest.mark.parametrize("target,reason", [
     (Target(1), "neither a box nor a mask"),
     (Target(1, box=(float("nan"), 0, 5, 5)), "non-finite"),

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hqsmem_ros.core.backends.deaot import (GpuPipelineConfig, build_deaot, build_gpu_tracker,
-                                            gpu_pipeline_available)
+from hqsmem_ros.core.backends.hqsmem import build_deaot
+from hqsmem_ros.core.backends.hqsmem_config import HQSMemPipelineConfig, hqsmem_available
 from hqsmem_ros.core.dino import build_dino
+from hqsmem_ros.core.factory import build_hqsmem_tracker
 from hqsmem_ros.core.samhq import build_sam_hq
 from hqsmem_ros.core.tracker import HQSMemConfig
 from hqsmem_ros.core.weights import CHECKPOINTS, Checkpoint, WeightsError, download, locate
 from hqsmem_ros.tools import weights as weights_tool
 
-DEFAULT = GpuPipelineConfig()
+DEFAULT = HQSMemPipelineConfig()
 
 
 def _same(model, state):
@@ -169,22 +170,22 @@ def test_a_dinov2_file_in_a_dino_model_is_refused_not_resampled(tmp_path):
 
 def test_build_reports_the_missing_file(tmp_path):
     with pytest.raises(WeightsError) as err:
-        build_gpu_tracker(GpuPipelineConfig(str(tmp_path), device="cpu"), HQSMemConfig())
+        build_hqsmem_tracker(HQSMemPipelineConfig(str(tmp_path), device="cpu"), HQSMemConfig())
     for name in ("DeAOTT_PRE_YTB_DAV.pth", "sam_hq_vit_tiny.pth", "dino_deitsmall16_pretrain.pth",
                  "ros2 run hqsmem_ros weights --models deaott vit_tiny"):
         assert name in str(err.value)
 
 
 def test_availability_says_what_is_missing(weights_dir, tmp_path, monkeypatch):
-    ok, why = gpu_pipeline_available(GpuPipelineConfig(str(weights_dir)))
+    ok, why = hqsmem_available(HQSMemPipelineConfig(str(weights_dir)))
     if not torch.cuda.is_available():
         assert not ok and "CUDA" in why
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "test GPU")
-    ok, why = gpu_pipeline_available(GpuPipelineConfig(str(tmp_path)))
+    ok, why = hqsmem_available(HQSMemPipelineConfig(str(tmp_path)))
     assert not ok and "sam_hq_vit_tiny.pth" in why and "ros2 run hqsmem_ros weights" in why
-    assert gpu_pipeline_available(GpuPipelineConfig(str(weights_dir)))[0]
-    assert not gpu_pipeline_available(GpuPipelineConfig(str(weights_dir), device="cpu"))[0]
+    assert hqsmem_available(HQSMemPipelineConfig(str(weights_dir)))[0]
+    assert not hqsmem_available(HQSMemPipelineConfig(str(weights_dir), device="cpu"))[0]
 
 
 PAYLOAD = b"weights" * 5000

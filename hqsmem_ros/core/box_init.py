@@ -1,9 +1,9 @@
 """Turning a box-only target into an initial mask (the tracker's ``box_to_mask``).
 
-The CPU backend uses OpenCV's GrabCut inside the box (:func:`grabcut_mask`): no model, a few tens of
-milliseconds on a CPU at tracking resolution. The GPU pipeline uses :class:`ProposalBoxInit`: SAM-HQ's
-proposals for the box, checked like every other proposal (step 3, against GrabCut's mask), with GrabCut's
-mask as the fallback.
+The CPU backend uses OpenCV's GrabCut inside the box (:func:`grabcut_box_init`): no model, a few tens of
+milliseconds on a CPU at tracking resolution. The GPU pipeline with SAM-HQ (``hqsmem.sam_hq``) uses
+:class:`BoxPromptInit`: SAM-HQ prompted with the box itself, its first (best) mask, as the method starts an
+object from a box; without SAM-HQ it uses GrabCut too (the factory decides).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .refine import VerifiedRefiner
-from .types import Box, box_mask
+from .refine import Proposer
+from .types import Box, Frame, box_mask
 
 _MAX_SIDE = 320  # GrabCut is O(pixels): segment a downscaled crop
 
@@ -52,18 +52,17 @@ def grabcut_mask(frame: np.ndarray, box: Box, iterations: int = 4) -> np.ndarray
     return out
 
 
-class ProposalBoxInit:
-    """The first mask of a box-only target from the refiner's proposer prompted with the box itself.
+def grabcut_box_init(frame: Frame, box: Box) -> np.ndarray:
+    return grabcut_mask(frame.pixels, box)
 
-    There is no base mask yet, so GrabCut's mask of the box stands in for it: the proposal most similar to
-    it is taken if its similarity reaches delta (``refiner.similarity_threshold``), exactly as step 3 checks
-    a proposal against the base model's mask; otherwise GrabCut's mask is the first mask. The refiner's
-    switches apply: ``verify`` off takes the top proposal, ``enabled`` off keeps GrabCut's mask."""
 
-    def __init__(self, refiner: VerifiedRefiner):
-        self.refiner = refiner
+class BoxPromptInit:
+    """The proposer's first mask for the box (SAM-HQ's HQ mask, its best); the filled box when it
+    proposes nothing. There is no base mask yet to verify a proposal against, so none is verified."""
 
-    def __call__(self, frame: np.ndarray, box: Box) -> np.ndarray:
-        fallback = grabcut_mask(frame, box)
-        result = self.refiner.refine(frame, {0: fallback}, boxes={0: box})[0]
-        return result.mask if result.accepted else fallback
+    def __init__(self, proposer: Proposer):
+        self.proposer = proposer
+
+    def __call__(self, frame: Frame, box: Box) -> np.ndarray:
+        candidates = self.proposer.propose(frame, {0: box})[0]
+        return candidates[0] if candidates else box_mask(frame.hw, box)

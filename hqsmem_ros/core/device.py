@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
+
+from .types import Frame
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -23,16 +26,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Runtime:
-    """Where and how the models run: device, autocast on GPU (CPU stays fp32), and the frame upload."""
+    """Where and how the models run: device, autocast on GPU (CPU stays fp32), the frame upload, and
+    the hook around each model stage."""
 
     def __init__(self, device: torch.device, precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.device = device
+        self.precision = precision
         self.dtype = PRECISIONS[precision] if device.type == "cuda" else None
-        self.frame_id = 0  # increases with every new frame uploaded: the models' caches key on it
-        self._frame: np.ndarray | None = None
-        self._sample: bytes = b""
+        # Called with a stage's name (sam_encoder, sam_decoder, dino) around that stage; a benchmark
+        # sets it to time the models without wrapping their methods.
+        self.on_stage: Callable[[str], ContextManager] | None = None
+        self._index: int | None = None
         self._tensor: torch.Tensor | None = None
 
     def autocast(self):
@@ -40,16 +46,16 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def upload(self, frame: np.ndarray) -> torch.Tensor:
-        """The frame as a (1, 3, H, W) float tensor in [0, 255] on the device, copied once per frame.
-        The tracker hands the same array to the backend and the refiner; the sampled pixels catch a
-        caller that refills one buffer in place."""
-        sample = frame[::31, ::29].tobytes()
-        if frame is not self._frame or sample != self._sample:
-            rgb = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+    def stage(self, name: str) -> ContextManager:
+        return contextlib.nullcontext() if self.on_stage is None else self.on_stage(name)
+
+    def upload(self, frame: Frame) -> torch.Tensor:
+        """The frame as a (1, 3, H, W) float tensor in [0, 255] on the device, copied once per frame
+        index: the backend and the refiner's models share the copy."""
+        if frame.index != self._index:
+            rgb = torch.from_numpy(np.ascontiguousarray(frame.pixels)).to(self.device)
             self._tensor = rgb.permute(2, 0, 1)[None].float()
-            self._frame, self._sample = frame, sample
-            self.frame_id += 1
+            self._index = frame.index
         return self._tensor
 
     def masks_to_device(self, masks: list[np.ndarray]) -> torch.Tensor:

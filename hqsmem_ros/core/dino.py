@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import Runtime, crop_resize
-from .types import mask_box
+from .types import Frame, mask_box
 from .weights import WeightsError, fetch_hint, fitting_variants, load_into, read_state_dict, variant_hint
 
 DINO_MODELS = ("vit_small_patch16_224.dino", "vit_base_patch16_224.dino",
@@ -84,11 +84,15 @@ class DinoVerifier:
         return torch.tensor(boxes, dtype=torch.float32, device=self.runtime.device)
 
     @torch.inference_mode()
-    def features(self, frame: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    def features(self, frame: Frame, masks: list[np.ndarray]) -> np.ndarray:
         if not masks:
             return np.zeros((0, self.dim), np.float32)
+        with self.runtime.stage("dino"):
+            return self._features(frame, masks)
+
+    def _features(self, frame: Frame, masks: list[np.ndarray]) -> np.ndarray:
         image = self.runtime.upload(frame)
-        boxes = self.crop_boxes(masks, frame.shape[:2])
+        boxes = self.crop_boxes(masks, frame.hw)
         crops = (crop_resize(image, boxes, self.crop) - self._mean) / self._std
         weights = crop_resize(self.runtime.masks_to_device(masks)[:, None], boxes, self.crop)
         weights = F.avg_pool2d(weights, self.patch).flatten(1)  # share of each patch inside the mask

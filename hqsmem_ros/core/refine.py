@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from .config import param
-from .types import Box, mask_box
+from .types import Box, Frame, mask_box
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,12 @@ class Refinement:
 
 
 class Proposer(Protocol):
-    def propose(self, frame: np.ndarray, boxes: dict[int, Box]) -> dict[int, list[np.ndarray]]:
+    def propose(self, frame: Frame, boxes: dict[int, Box]) -> dict[int, list[np.ndarray]]:
         """Candidate masks per object, best first by the proposer's own score."""
 
 
 class Verifier(Protocol):
-    def features(self, frame: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    def features(self, frame: Frame, masks: list[np.ndarray]) -> np.ndarray:
         """(len(masks), D) L2-normalised appearance features of each mask region."""
 
 
@@ -59,13 +59,13 @@ class VerifiedRefiner:
         self.verifier = verifier
         self.config = config
 
-    def refine(self, frame: np.ndarray, masks: dict[int, np.ndarray],
+    def refine(self, frame: Frame, masks: dict[int, np.ndarray],
                boxes: dict[int, Box] | None = None) -> dict[int, Refinement]:
         """Per object, the accepted mask; ``boxes`` are the prompts (default: each mask's box widened by
         ``box_margin``)."""
         cfg = self.config
         if boxes is None:
-            boxes = {oid: expand_box(b, cfg.box_margin, frame.shape[:2])
+            boxes = {oid: expand_box(b, cfg.box_margin, frame.hw)
                      for oid, m in masks.items() if (b := mask_box(m)) is not None}
         if not cfg.enabled or not boxes:
             return {oid: Refinement(m, False, float("nan")) for oid, m in masks.items()}

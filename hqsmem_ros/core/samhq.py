@@ -4,7 +4,8 @@ Per frame the image encoder runs once; all objects' boxes go through the prompt 
 mask decoder as one batch. The decoder's ``forward`` keeps only one mask (best SAM mask + HQ
 correction), so its ``predict_masks`` is called directly to get every candidate: the 3 SAM multimask
 outputs and the HQ mask, best first by predicted IoU (the HQ mask refines the best SAM mask, so it
-takes that mask's score and comes first).
+takes that mask's score and comes first). A box-only target's first mask on the GPU pipeline is the first
+candidate for its box (``box_init.BoxPromptInit``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from .device import Runtime
-from .types import Box
+from .types import Box, Frame
 from .weights import WeightsError, fetch_hint, load_into, read_state_dict
 
 SAM_MODELS = ("vit_tiny", "vit_b", "vit_l", "vit_h")
@@ -62,24 +63,29 @@ class SamHQProposer:
         self.model = model.to(runtime.device)
         self.runtime = runtime
         self.resize = ResizeLongestSide(model.image_encoder.img_size)
-        self._frame_id = -1
+        self._index: int | None = None
         self._encoded = None
 
     @torch.inference_mode()
-    def encode(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """(image embedding, early ViT feature, resized input size) of the frame, computed once per frame."""
-        rgb = self.runtime.upload(frame)
-        if self.runtime.frame_id != self._frame_id:
-            image = self.resize.apply_image_torch(rgb)
-            with self.runtime.autocast():
-                features, interm = self.model.image_encoder(self.model.preprocess(image))
-            self._frame_id, self._encoded = self.runtime.frame_id, (features, interm[0], tuple(image.shape[-2:]))
+    def encode(self, frame: Frame) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(image embedding, early ViT feature, resized input size) of the frame, computed once per frame
+        index (the refiner and a box-only target's first mask share it)."""
+        if frame.index != self._index:
+            with self.runtime.stage("sam_encoder"):
+                image = self.resize.apply_image_torch(self.runtime.upload(frame))
+                with self.runtime.autocast():
+                    features, interm = self.model.image_encoder(self.model.preprocess(image))
+            self._index, self._encoded = frame.index, (features, interm[0], tuple(image.shape[-2:]))
         return self._encoded
 
     @torch.inference_mode()
     def decode(self, encoded, boxes: np.ndarray, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 4, H, W) bool candidate masks, HQ first then the SAM masks by predicted IoU, and their
         (N, 4) scores, for ``boxes`` (N, 4) in frame pixels."""
+        with self.runtime.stage("sam_decoder"):
+            return self._decode(encoded, boxes, shape)
+
+    def _decode(self, encoded, boxes: np.ndarray, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         features, interm, input_size = encoded
         model, decoder = self.model, self.model.mask_decoder
         box_t = self.resize.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float32,
@@ -101,11 +107,10 @@ class SamHQProposer:
         masks = model.postprocess_masks(candidates, input_size, shape) > model.mask_threshold
         return masks, scores
 
-    def propose(self, frame: np.ndarray, boxes: dict[int, Box]) -> dict[int, list[np.ndarray]]:
+    def propose(self, frame: Frame, boxes: dict[int, Box]) -> dict[int, list[np.ndarray]]:
         if not boxes:
             return {}
         ids = list(boxes)
-        shape = frame.shape[:2]
-        masks, _ = self.decode(self.encode(frame), np.array([boxes[i] for i in ids], np.float32), shape)
+        masks, _ = self.decode(self.encode(frame), np.array([boxes[i] for i in ids], np.float32), frame.hw)
         masks = masks.cpu().numpy()  # one device-to-host copy for every candidate of every object
         return {oid: [m for m in masks[i] if m.any()] for i, oid in enumerate(ids)}

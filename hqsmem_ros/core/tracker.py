@@ -20,11 +20,13 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .backends.base import Backend
-from .box_init import grabcut_mask
+from .box_init import grabcut_box_init
 from .config import param
 from .memory import MemoryConfig, MemoryDecision, SmartMemory
 from .refine import RefinerConfig, VerifiedRefiner
-from .types import Box, FrameResult, ObjectResult, Prediction, Target, mask_box
+from .types import Box, Frame, FrameResult, ObjectResult, Prediction, Target, mask_box
+
+PredictionHook = Callable[[Frame, dict[int, Prediction]], dict[int, Prediction]]
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,17 @@ class _Track:
 class HQSMemTracker:
     def __init__(self, backend: Backend, config: HQSMemConfig = HQSMemConfig(),
                  refiner: VerifiedRefiner | None = None,
-                 box_to_mask: Callable[[np.ndarray, Box], np.ndarray] = grabcut_mask):
+                 box_to_mask: Callable[[Frame, Box], np.ndarray] = grabcut_box_init):
         self.backend = backend
         self.refiner = refiner
         self.box_to_mask = box_to_mask
+        # Sees the base model's predictions before presence is decided and may replace them (the GPU
+        # benchmark hands in true masks so that every stage runs for every object).
+        self.on_predictions: PredictionHook | None = None
         self.memory = SmartMemory(config.memory)
         self.tracks: dict[int, _Track] = {}
         self.frame_index = 0
+        self.frames_seen = 0  # the Frame index: unlike frame_index never reset, so caches cannot go stale
         self.consecutive_faults = 0
         self.configure(config)
 
@@ -102,11 +108,13 @@ class HQSMemTracker:
         self.consecutive_faults = 0
 
     # -- the loop --------------------------------------------------------------------------------
-    def process(self, frame: np.ndarray, targets: Iterable[Target] = ()) -> FrameResult:
-        """Track every object on ``frame`` and start ``targets`` on it (checked for its size and for
+    def process(self, pixels: np.ndarray, targets: Iterable[Target] = ()) -> FrameResult:
+        """Track every object on ``pixels`` and start ``targets`` on it (checked for its size and for
         max_objects by ``core.session``; a target whose id is tracked re-initialises that object)."""
         t = self.frame_index
         self.frame_index += 1
+        frame = Frame(self.frames_seen, pixels)
+        self.frames_seen += 1
         timings: dict[str, float] = {}
         try:
             result = self._process(t, frame, list(targets), timings)
@@ -114,12 +122,12 @@ class HQSMemTracker:
             return result
         except Exception as exc:  # one bad frame must not end the stream: report it, go on
             self.consecutive_faults += 1
-            empty = np.zeros(frame.shape[:2], bool)
+            empty = np.zeros(frame.hw, bool)
             objects = [ObjectResult(oid, tr.label, False, 0.0, empty, None) for oid, tr in self.tracks.items()]
             return FrameResult(t, objects, ok=False, status=f"{type(exc).__name__}: {exc}",
                                memory_frames=len(self.memory), timings=timings)
 
-    def _process(self, t: int, frame: np.ndarray, targets: list[Target], timings: dict[str, float]) -> FrameResult:
+    def _process(self, t: int, frame: Frame, targets: list[Target], timings: dict[str, float]) -> FrameResult:
         cfg = self.config.tracker
         restarted = {tg.obj_id for tg in targets if tg.obj_id in self.tracks}
         if restarted:
@@ -127,6 +135,8 @@ class HQSMemTracker:
 
         with _timed(timings, "base"):
             preds: dict[int, Prediction] = self.backend.step(frame) if self.tracks else {}
+        if self.on_predictions is not None:
+            preds = self.on_predictions(frame, preds)
         present = {oid: p.mask for oid, p in preds.items()
                    if p.confidence >= cfg.presence_threshold and p.mask.sum() >= max(cfg.min_area, 1)}
 

@@ -13,6 +13,22 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One frame as it passes through the tracker, the backend and the refiner. Every per-frame cache
+    (the device copy, encoder features) keys on ``index``, never on the array, so a caller that refills
+    one buffer in place cannot be served a stale result. The tracker's counter never goes back, reset
+    included: one index, one image, for the lifetime of the models."""
+
+    index: int
+    pixels: np.ndarray  # RGB uint8, (H, W, 3)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.pixels.shape[:2]
+
+
 @dataclass(frozen=True)
 class Target:
     """A request to start tracking object ``obj_id`` on the frame it is given with."""

@@ -40,7 +40,7 @@ logger = logging.getLogger("hqsmem_ros.weights")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    model: str  # the model choice it serves (a GpuPipelineConfig value)
+    model: str  # the model choice it serves (an HQSMemPipelineConfig value)
     kind: str  # deaot | samhq | dino
     filename: str
     url: str

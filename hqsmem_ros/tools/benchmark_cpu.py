@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..core.backends.cpu import CpuBackendConfig, build_cpu_tracker
+from ..core.backends.cpu import CpuBackendConfig
 from ..core.config import deprecated_names, from_flat, specs
+from ..core.factory import build_cpu_tracker
 from ..core.memory import POLICIES, MemoryConfig
 from ..core.metrics import boundary_f, jaccard
 from ..core.scenes import DEFAULT_FRAMES as SCENE_FRAMES, SCENE_KINDS, SPLITS, make_scene

@@ -4,11 +4,12 @@
     python -m hqsmem_ros.tools.benchmark_gpu memory [--frames 2000] [--every 100]
     python -m hqsmem_ros.tools.gpu_check             # both, every precision, one JSON and one table
 
-``HQSMemTracker.process`` runs every step of the method, built by the node's own ``build_gpu_tracker``. Two
-hooks make the figures comparable whatever the weights: ``ForcePresent`` lets the DeAOT step run and then
-hands the tracker the frame's ground-truth masks as its predictions, so every object is present and gets
-proposals, verification and memory on every frame; ``StageTimer`` times the SAM-HQ encoder, its decoder and
-the DINO passes (a device sync on each side). Frames come from ``MovingObjects`` (numpy and OpenCV only:
+``HQSMemTracker.process`` runs every step of the method, built by the node's own factory
+(``build_hqsmem_tracker``). Two hooks the core offers make the figures comparable whatever the weights:
+``ForcePresent`` (the tracker's ``on_predictions``) lets the DeAOT step run and then hands the tracker the
+frame's ground-truth masks as its predictions, so every object is present and gets proposals, verification
+and memory on every frame; ``StageTimer`` (the runtime's ``on_stage``) times the SAM-HQ encoder, its decoder
+and the DINO passes (a device sync on each side). Frames come from ``MovingObjects`` (numpy and OpenCV only:
 the GPU machine has no scikit-image for ``core.sequences``' photos). Without real checkpoints
 in ``--weights-dir`` random ones are written to a temporary folder: timings and memory are valid, masks
 meaningless. Stock DeAOT runs as shipped (its own predictions feed its memory, as in aot's evaluator).
@@ -21,6 +22,7 @@ import dataclasses
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -28,12 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.backends.deaot import DEAOT_MODELS, GpuPipelineConfig, build_gpu_tracker, deaot_input_size, pipeline_weights
+from ..core.backends.hqsmem import HQSMemBackend
+from ..core.backends.hqsmem_config import DEAOT_MODELS, HQSMemPipelineConfig, pipeline_weights
 from ..core.device import Runtime, resolve_device
-from ..core.dino import DINO_MODELS, IMAGENET_MEAN, IMAGENET_STD
+from ..core.dino import DINO_MODELS
+from ..core.factory import build_hqsmem_tracker
 from ..core.samhq import SAM_MODELS
 from ..core.tracker import HQSMemConfig, HQSMemTracker
-from ..core.types import Prediction, Target
+from ..core.types import Frame, Prediction, Target
 from ..core.weights import missing
 from .weights import ensure_random
 
@@ -105,47 +109,36 @@ class MovingObjects:
 
 # -- hooks on the real tracker ----------------------------------------------------------------------
 class ForcePresent:
-    """Backend hook: the DeAOT step runs as usual, then its predictions are replaced by ``truth`` (the
-    frame's ground-truth masks, confidence 1), so that every stage runs for every object whatever the
-    weights. The tracker sequences everything else."""
+    """The tracker's prediction hook: the DeAOT step runs as usual, then its predictions are replaced by
+    ``truth`` (the frame's ground-truth masks, confidence 1), so that every stage runs for every object
+    whatever the weights. The tracker sequences everything else."""
 
     def __init__(self, tracker: HQSMemTracker):
         self.truth: dict[int, np.ndarray] = {}
-        step = tracker.backend.step
+        tracker.on_predictions = self
 
-        def forced(frame: np.ndarray) -> dict[int, Prediction]:
-            return {oid: Prediction(self.truth.get(oid, p.mask), 1.0) for oid, p in step(frame).items()}
-
-        tracker.backend.step = forced
+    def __call__(self, frame: Frame, preds: dict[int, Prediction]) -> dict[int, Prediction]:
+        return {oid: Prediction(self.truth.get(oid, p.mask), 1.0) for oid, p in preds.items()}
 
 
 class StageTimer:
-    """Times the refiner's and the memory embedding's model calls, per frame, by stage name."""
+    """The runtime's stage hook: seconds of the SAM-HQ encoder, its decoder and the DINO passes (the
+    verifier's and the memory embedding's), per frame, by stage name."""
 
-    def __init__(self, tracker: HQSMemTracker, device: torch.device):
-        self.device = device
+    def __init__(self, runtime: Runtime):
+        self.device = runtime.device
         self.frame: dict[str, float] = defaultdict(float)
-        refiner, embedder = tracker.refiner, getattr(tracker.backend, "embedder", None)
-        if refiner is not None:
-            self._wrap(refiner.proposer, "encode", "sam_encoder")
-            self._wrap(refiner.proposer, "decode", "sam_decoder")
-            self._wrap(refiner.verifier, "features", "dino")
-        if embedder is not None and (refiner is None or embedder is not refiner.verifier):
-            self._wrap(embedder, "features", "dino")
+        runtime.on_stage = self.stage
 
-    def _wrap(self, obj, method: str, stage: str) -> None:
-        call = getattr(obj, method)
-
-        def timed(*args, **kwargs):
+    @contextmanager
+    def stage(self, name: str):
+        sync(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
             sync(self.device)
-            start = time.perf_counter()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                sync(self.device)
-                self.frame[stage] += time.perf_counter() - start
-
-        setattr(obj, method, timed)
+            self.frame[name] += time.perf_counter() - start
 
 
 @dataclasses.dataclass
@@ -164,13 +157,13 @@ class Run:
 
 
 class Instrumented:
-    """A tracker with both hooks installed (once: a second wrap would count every stage twice)."""
+    """A tracker with both hooks installed."""
 
     def __init__(self, tracker: HQSMemTracker):
         self.tracker = tracker
         self.device = tracker.backend.runtime.device
         self.force = ForcePresent(tracker)
-        self.timer = StageTimer(tracker, self.device)
+        self.timer = StageTimer(tracker.backend.runtime)
 
 
 def drive(inst: Instrumented, seq, frames: int, warmup: int, every: int = 0, until: float = float("inf")) -> Run:
@@ -204,16 +197,17 @@ def drive(inst: Instrumented, seq, frames: int, warmup: int, every: int = 0, unt
     return run
 
 
-def stock_run(model, runtime: Runtime, seq, n: int, gap: int, every: int, input_size,
-              until: float = float("inf")) -> Run:
-    """Stock DeAOT (aot's multi-object engine, its own memory gap) over ``seq``: memory every ``every`` frames."""
+def stock_run(backend: HQSMemBackend, seq, n: int, gap: int, every: int, until: float = float("inf")) -> Run:
+    """Stock DeAOT (aot's multi-object engine, its own memory gap, as aot's evaluator drives it) on the
+    backend's model over ``seq``, its input made by the backend's own ``input_image``: memory every ``every``
+    frames. Its frames get a runtime of their own, whose upload cache the tracker's indices cannot hit."""
     from aot.networks.engines import build_engine
 
-    engine = build_engine("deaotengine", phase="eval", aot_model=model, gpu_id=runtime.device.index or 0,
+    runtime = Runtime(backend.runtime.device, backend.runtime.precision)
+    source = HQSMemBackend(backend.model, runtime, backend.max_short_edge)
+    engine = build_engine("deaotengine", phase="eval", aot_model=backend.model, gpu_id=runtime.device.index or 0,
                           long_term_mem_gap=gap)
     ids = seq.object_ids
-    mean = torch.tensor(IMAGENET_MEAN, device=runtime.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=runtime.device).view(1, 3, 1, 1)
     run = Run()
     for t in range(n):
         if time.monotonic() >= until:
@@ -221,20 +215,20 @@ def stock_run(model, runtime: Runtime, seq, n: int, gap: int, every: int, input_
             break
         rgb, masks = seq.frame(t)
         start = time.perf_counter()
-        image = runtime.upload(rgb)
-        image = F.interpolate(image, size=input_size, mode="bilinear", align_corners=False, antialias=True)
-        image = (image / 255 - mean) / std
-        with torch.inference_mode(), runtime.autocast():
-            if t == 0:
-                label = torch.zeros((1, 1, *rgb.shape[:2]), device=runtime.device)
-                for slot, oid in enumerate(ids, 1):
-                    label[0, 0][torch.from_numpy(masks[oid]).to(runtime.device)] = slot
-                engine.add_reference_frame(image, F.interpolate(label, size=input_size, mode="nearest"),
-                                           obj_nums=[len(ids)], frame_step=0)
-            else:
-                engine.match_propogate_one_frame(image)
-                logits = engine.decode_current_logits(input_size)
-                engine.update_memory(logits.argmax(1, keepdim=True).float())
+        with torch.inference_mode():
+            image = source.input_image(Frame(t, rgb))  # outside autocast, as the backend makes it
+            input_size = image.shape[-2:]
+            with runtime.autocast():
+                if t == 0:
+                    label = torch.zeros((1, 1, *rgb.shape[:2]), device=runtime.device)
+                    for slot, oid in enumerate(ids, 1):
+                        label[0, 0][torch.from_numpy(masks[oid]).to(runtime.device)] = slot
+                    engine.add_reference_frame(image, F.interpolate(label, size=input_size, mode="nearest"),
+                                               obj_nums=[len(ids)], frame_step=0)
+                else:
+                    engine.match_propogate_one_frame(image)
+                    logits = engine.decode_current_logits(input_size)
+                    engine.update_memory(logits.argmax(1, keepdim=True).float())
         sync(runtime.device)
         run.frame_s.append(time.perf_counter() - start)
         run.frames = t + 1
@@ -263,10 +257,10 @@ def memory_summary(run: Run) -> dict:
 
 
 # -- configuration ---------------------------------------------------------------------------------
-def pipeline_config(args, precision: str | None = None) -> GpuPipelineConfig:
+def pipeline_config(args, precision: str | None = None) -> HQSMemPipelineConfig:
     """The configuration ``args`` ask for, with random weights written to a temporary folder when the
     checkpoints are missing there (said on stdout)."""
-    config = GpuPipelineConfig(str(args.weights_dir or ""), device=args.device,
+    config = HQSMemPipelineConfig(str(args.weights_dir or ""), device=args.device,
                                precision=precision or args.precision, model=args.model,
                                max_short_edge=args.max_short_edge, sam_model=args.sam_model,
                                dino_model=args.dino_model)
@@ -280,11 +274,11 @@ def pipeline_config(args, precision: str | None = None) -> GpuPipelineConfig:
     return config
 
 
-def build(config: GpuPipelineConfig, refine: bool, core: HQSMemConfig = HQSMemConfig()) -> HQSMemTracker:
-    """The full pipeline (``refine``) or DeAOT + smart memory alone, through the node's own builder."""
+def build(config: HQSMemPipelineConfig, refine: bool, core: HQSMemConfig = HQSMemConfig()) -> HQSMemTracker:
+    """The full pipeline (``refine``) or DeAOT + smart memory alone, through the node's own factory."""
     if not refine:
         config = dataclasses.replace(config, sam_hq=False, memory_embedding="backbone")
-    return build_gpu_tracker(config, core)
+    return build_hqsmem_tracker(config, core)
 
 
 def describe(tracker: HQSMemTracker) -> str:
@@ -320,12 +314,10 @@ def run_memory(args) -> None:
     print(f"# {describe(tracker)}; {args.frames} frames at {args.size[0]}x{args.size[1]}, 3 objects, memory gap "
           f"{tracker.config.memory.update_every}, smart memory K={tracker.config.memory.capacity} (+ pinned)")
     smart = drive(Instrumented(tracker), seq, args.frames, 0, every=args.every)
-    model = tracker.backend.model
-    size = deaot_input_size(*args.size, config.max_short_edge, model.cfg.MODEL_ALIGN_CORNERS)
     tracker.reset()
     if runtime.device.type == "cuda":
         torch.cuda.empty_cache()
-    stock = stock_run(model, runtime, seq, args.frames, tracker.config.memory.update_every, args.every, size)
+    stock = stock_run(tracker.backend, seq, args.frames, tracker.config.memory.update_every, args.every)
     for name, run in (("smart", smart), ("stock", stock)):
         print(f"\n{name}: frame  mem_frames  mem_MB  alloc_MB  reserved_MB")
         for t, alloc, reserved, frames, nbytes in run.samples:

@@ -11,8 +11,9 @@ SAM-HQ proposals verified by DINO) and DeAOT + smart memory alone on the same fr
 and 10 objects in fp32, fp16 and bf16: per-stage latency p50/p99, fps, and the refinement overhead as the
 ratio of the two (median frame time); then GPU memory (allocated and reserved, slope per 1,000 frames) over
 2,000 frames of the full pipeline next to stock DeAOT's on the same frames. Every object is forced present
-(``benchmark_gpu.ForcePresent``), so every stage runs on every frame whatever the weights. Writes one JSON,
-prints one table. A time guard (``--budget``) cuts runs short rather than overrun; cut runs say so.
+(``benchmark_gpu.ForcePresent``, the tracker's prediction hook), so every stage runs on every frame whatever
+the weights. Writes one JSON, prints one table. A time guard (``--budget``) cuts runs short rather than
+overrun; cut runs say so.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.backends.deaot import DEAOT_MODELS, GpuPipelineConfig, deaot_input_size
+from ..core.backends.hqsmem_config import DEAOT_MODELS, HQSMemPipelineConfig
 from ..core.dino import DINO_MODELS
 from ..core.samhq import SAM_MODELS
 from ..core.weights import CHECKPOINTS
@@ -77,7 +78,7 @@ def _ms(summary: dict, stage: str) -> float | None:
     return summary["stages_ms"].get(stage, {}).get("p50")
 
 
-def speed_rows(plan: Plan, config: GpuPipelineConfig, until: float) -> tuple[list[dict], dict]:
+def speed_rows(plan: Plan, config: HQSMemPipelineConfig, until: float) -> tuple[list[dict], dict]:
     """Speed runs of every object count in one precision; returns them and the two trackers."""
     trackers = {"full": Instrumented(build(config, True)), "deaot": Instrumented(build(config, False))}
     rows = []
@@ -109,12 +110,10 @@ def memory_rows(plan: Plan, inst: Instrumented, until: float) -> dict:
     smart = drive(inst, seq, plan.memory_frames, 0, every=plan.every,
                   until=min(until, time.monotonic() + plan.memory_s))
     tracker.configure(config)
-    backend = tracker.backend
-    size = deaot_input_size(*plan.size, backend.max_short_edge, backend.model.cfg.MODEL_ALIGN_CORNERS)
     tracker.reset()
     _release()
-    stock = stock_run(backend.model, backend.runtime, seq, plan.memory_frames, config.memory.update_every, plan.every,
-                      size, until=min(until, time.monotonic() + plan.stock_s))
+    stock = stock_run(tracker.backend, seq, plan.memory_frames, config.memory.update_every, plan.every,
+                      until=min(until, time.monotonic() + plan.stock_s))
     _release()
     return {"objects": 3,
             "refinement": plan.refine_in_memory_run, "memory_gap": config.memory.update_every,
@@ -213,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                    "files": {m: (folder / CHECKPOINTS[m].filename).stat().st_size for m in models}}
         rows, memory, info = [], None, None
         for precision in plan.precisions:
-            config = GpuPipelineConfig(str(folder), device=plan.device, precision=precision, model=args.model,
-                                       sam_model=args.sam_model, dino_model=args.dino_model,
-                                       dino_crop=plan.dino_crop)
+            config = HQSMemPipelineConfig(str(folder), device=plan.device, precision=precision, model=args.model,
+                                          sam_model=args.sam_model, dino_model=args.dino_model,
+                                          dino_crop=plan.dino_crop)
             try:
                 new, trackers = speed_rows(plan, config, until)
             except Exception as exc:  # e.g. a precision the device cannot build: the others still run

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
-from ..core.backends.deaot import GpuPipelineConfig, build_deaot
+from ..core.backends.hqsmem import build_deaot
+from ..core.backends.hqsmem_config import HQSMemPipelineConfig
 from ..core.dino import build_dino
 from ..core.samhq import build_sam_hq
 from ..core.weights import CHECKPOINTS, Checkpoint, WeightsError, default_dir, download
 
-_DEFAULT = GpuPipelineConfig()
+_DEFAULT = HQSMemPipelineConfig()
 DEFAULT_MODELS = (_DEFAULT.model, _DEFAULT.sam_model, _DEFAULT.dino_model)
 
 

@@ -4,7 +4,9 @@ The tracker calls, per frame: ``step`` (all objects, step 1 of the method), then
 targets initialised on this frame, then ``accept`` with the accepted masks (teacher forcing, step 4),
 then at the memory schedule ``embed`` and the ``evict_memory`` / ``write_memory`` calls that
 ``SmartMemory`` decided (step 5). A backend never decides what enters its memory by itself, and never
-calls a refiner.
+calls a refiner. Frames arrive as ``Frame``: a backend keys what it computes per frame on ``frame.index``
+(``add_object`` and ``step`` on one frame share one analysis), and ``accept``, ``embed`` and
+``write_memory`` concern the frame of the last ``step`` / ``add_object``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..types import Prediction
+from ..types import Frame, Prediction
 
 
 @runtime_checkable
@@ -21,14 +23,14 @@ class Backend(Protocol):
     name: str    # the user-facing backend name (the `backend` parameter's value)
     device: str  # where it runs, e.g. cpu, cuda:0
 
-    def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
+    def add_object(self, obj_id: int, frame: Frame, mask: np.ndarray, key: int) -> None:
         """Start tracking ``obj_id`` from ``mask`` on ``frame``; store that frame as memory entry ``key``
         (its reference frame; the entry may already exist when several objects start on one frame)."""
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking ``obj_id`` and drop it from every memory entry."""
 
-    def step(self, frame: np.ndarray) -> dict[int, Prediction]:
+    def step(self, frame: Frame) -> dict[int, Prediction]:
         """Segment every tracked object on ``frame`` (present or not: absent ones are searched for)."""
 
     def accept(self, masks: dict[int, np.ndarray]) -> None:

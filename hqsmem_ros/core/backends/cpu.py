@@ -40,8 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import param
-from ..tracker import HQSMemConfig, HQSMemTracker
-from ..types import Prediction, mask_box
+from ..types import Frame, Prediction, mask_box
 from .cpu_appearance import ObjectAppearance, ScoreParams, redetect
 from .cpu_features import STRIDE, FeatureExtractor, cell_coverage, pooled
 from .cpu_flow import MOTION_MODELS, PRESETS, FlowWarper
@@ -182,7 +181,8 @@ class _Evidence:
 @dataclass
 class _Frame:
     """One frame as the backend sees it."""
-    source: np.ndarray       # the caller's array (identity tells whether a frame was analysed)
+    index: int               # the Frame's index: whether this frame was analysed already
+    source: np.ndarray       # its pixels
     gray: np.ndarray         # working size
     feats: torch.Tensor      # (C, rows, cols) unit cell features
     cells: torch.Tensor      # (rows*cols, C) the same, one row per cell
@@ -211,17 +211,17 @@ class CpuBackend:
         q = 2 * STRIDE
         return max(q, round(w * s / q) * q), max(q, round(h * s / q) * q)
 
-    def _analyse(self, frame: np.ndarray) -> _Frame:
-        if self._current is not None and self._current.source is frame:
+    def _analyse(self, frame: Frame) -> _Frame:
+        if self._current is not None and self._current.index == frame.index:
             return self._current
-        small = cv2.resize(frame, self._work_size(frame.shape[:2]), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame.pixels, self._work_size(frame.hw), interpolation=cv2.INTER_AREA)
         feats = self.extractor(small)
-        self._current = _Frame(frame, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), feats,
+        self._current = _Frame(frame.index, frame.pixels, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), feats,
                                feats.flatten(1).T.contiguous())
         return self._current
 
     # -- objects ---------------------------------------------------------------------------------
-    def add_object(self, obj_id: int, frame: np.ndarray, mask: np.ndarray, key: int) -> None:
+    def add_object(self, obj_id: int, frame: Frame, mask: np.ndarray, key: int) -> None:
         cur = self._analyse(frame)
         obj = _Object(mask)
         obj.set_prior(mask)
@@ -242,10 +242,10 @@ class CpuBackend:
         self._previous_gray = None
 
     # -- the step --------------------------------------------------------------------------------
-    def step(self, frame: np.ndarray) -> dict[int, Prediction]:
+    def step(self, frame: Frame) -> dict[int, Prediction]:
         cur = self._analyse(frame)
         self.flow.update(self._previous_gray if self.config.flow.enabled else None, cur.gray)
-        shape = frame.shape[:2]
+        shape = frame.hw
         found = {}
         for oid, obj in self.objects.items():
             result = self._follow(obj, cur) if obj.box is not None else self._search(obj, cur, shape)
@@ -476,7 +476,3 @@ def _strongest(evidence: dict[int, _Evidence], shape: tuple[int, int]) -> np.nda
         best[y0:y1, x0:x1][wins] = ev.values[wins]
         owner[y0:y1, x0:x1][wins] = oid
     return owner
-
-
-def build_cpu_tracker(config: CpuBackendConfig, core: HQSMemConfig) -> HQSMemTracker:
-    return HQSMemTracker(CpuBackend(config), core, refiner=None)

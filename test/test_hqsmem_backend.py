@@ -1,20 +1,23 @@
-"""DeAOT backend with keyed long-term memory (random DeAOT-T in the model-zoo format, CPU, small frames):
-the Backend contract, memory bounded by K + pinned where stock DeAOT grows, teacher forcing, objects
-joining and leaving mid-stream, more than one engine, and the pipeline built through the factory."""
+"""The hqsmem backend, DeAOT with keyed long-term memory (random DeAOT-T in the model-zoo format, CPU, small
+frames): the Backend contract, memory bounded by K + pinned where stock DeAOT grows, teacher forcing, objects
+joining and leaving mid-stream, more than one engine, frames told apart by index, and the pipeline built
+through the factory (a box-only target's first mask from SAM-HQ's box prompt)."""
 
 import numpy as np
 import pytest
 import torch
 
 from hqsmem_ros.core.backends.base import Backend
-from hqsmem_ros.core.backends.deaot import (DeAOTBackend, GpuPipelineConfig, build_deaot, deaot_input_size)
-from hqsmem_ros.core.box_init import ProposalBoxInit, grabcut_mask
+from hqsmem_ros.core import box_init
+from hqsmem_ros.core.backends.hqsmem import HQSMemBackend, build_deaot, deaot_input_size
+from hqsmem_ros.core.backends.hqsmem_config import HQSMemPipelineConfig
+from hqsmem_ros.core.box_init import BoxPromptInit, grabcut_box_init
 from hqsmem_ros.core.device import Runtime
 from hqsmem_ros.core.factory import Settings, build_tracker
 from hqsmem_ros.core.memory import MemoryConfig, SmartMemory
 from hqsmem_ros.core.refine import RefinerConfig
 from hqsmem_ros.core.tracker import update_memory
-from hqsmem_ros.core.types import Target
+from hqsmem_ros.core.types import Frame, Target
 from hqsmem_ros.core.weights import locate
 
 H, W = 96, 128
@@ -28,12 +31,16 @@ def model(weights_dir):
 
 @pytest.fixture
 def backend(model):
-    return DeAOTBackend(model, RUNTIME)
+    return HQSMemBackend(model, RUNTIME)
 
 
 def frame(i, seed=0):
+    """Frame i of random sequence ``seed``: one index, one image, as the tracker guarantees."""
     rng = np.random.default_rng(seed * 1000 + i)
-    return rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    return Frame(seed * 1000 + i, rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+
+
+BIG = Frame(10**6, np.zeros((H * 2, W * 2, 3), np.uint8))
 
 
 def square(x, y, side=24):
@@ -78,9 +85,35 @@ def test_a_frame_size_change_is_a_clear_error(backend):
     backend.add_object(1, frame(0), square(10, 10), key=0)
     backend.accept({1: square(10, 10)})
     with pytest.raises(ValueError, match="reset the tracker"):
-        backend.step(np.zeros((H * 2, W * 2, 3), np.uint8))
+        backend.step(BIG)
     backend.reset()
-    assert backend.step(np.zeros((H * 2, W * 2, 3), np.uint8)) == {}
+    assert backend.step(BIG) == {}
+
+
+def test_a_buffer_refilled_in_place_is_a_new_frame_by_its_index(model):
+    def run(first, then):
+        backend = HQSMemBackend(model, Runtime(torch.device("cpu")))
+        backend.add_object(1, first, square(10, 10), key=0)
+        backend.accept({1: square(10, 10)})
+        return backend.step(then())[1]
+
+    buffer = frame(0).pixels.copy()
+
+    def refill():  # the caller's one buffer, refilled with the next image
+        buffer[:] = frame(1).pixels
+        return Frame(1, buffer)
+
+    refilled, fresh = run(Frame(0, buffer), refill), run(frame(0), lambda: frame(1))
+    assert np.array_equal(refilled.mask, fresh.mask) and refilled.confidence == fresh.confidence
+
+
+def test_the_device_copy_is_made_once_per_frame_index():
+    runtime = Runtime(torch.device("cpu"))
+    pixels = frame(0).pixels.copy()
+    first = runtime.upload(Frame(0, pixels))
+    assert runtime.upload(Frame(0, pixels)) is first
+    pixels[:] = 0
+    assert runtime.upload(Frame(1, pixels)).abs().sum() == 0
 
 
 def test_memory_stays_within_k_plus_pinned_while_stock_deaot_grows(backend, model):
@@ -117,7 +150,7 @@ def test_memory_stays_within_k_plus_pinned_while_stock_deaot_grows(backend, mode
 
 def test_accepted_masks_are_the_prior_and_what_memory_stores(model):
     def run(second_mask):
-        backend = DeAOTBackend(model, RUNTIME)
+        backend = HQSMemBackend(model, RUNTIME)
         backend.add_object(1, frame(0), square(10, 10), key=0)
         backend.accept({1: square(10, 10)})
         backend.step(frame(1))
@@ -164,7 +197,7 @@ def test_objects_join_and_leave_mid_stream(backend):
 
 def test_forgetting_an_identity_refuses_memory_as_if_it_was_never_there(model):
     with torch.inference_mode():
-        both, only = DeAOTBackend(model, RUNTIME), DeAOTBackend(model, RUNTIME)
+        both, only = HQSMemBackend(model, RUNTIME), HQSMemBackend(model, RUNTIME)
         for b, objects in ((both, {1: square(5, 5), 2: square(70, 40)}), (only, {2: square(70, 40)})):
             b.add_object(1, frame(0), square(5, 5), key=0)
             b.add_object(2, frame(0), square(70, 40), key=0)
@@ -177,7 +210,7 @@ def test_forgetting_an_identity_refuses_memory_as_if_it_was_never_there(model):
 def test_forgetting_in_a_deeper_model_refuses_every_layer():
     # From the second LSTT layer on, the ID branch's input was itself computed with every identity
     # present; only the label's identity embedding can be taken out (exact for DeAOT-T's single layer).
-    backend = DeAOTBackend(build_deaot("deaots", None), RUNTIME)
+    backend = HQSMemBackend(build_deaot("deaots", None), RUNTIME)
     backend.add_object(1, frame(0), square(5, 5), key=0)
     backend.add_object(2, frame(0), square(70, 40), key=0)
     backend.accept({1: square(5, 5), 2: square(70, 40)})
@@ -207,13 +240,13 @@ def test_more_than_ten_objects_use_a_second_engine(backend):
 def _two_region_frame():
     f = np.zeros((H, W, 3), np.uint8)
     f[:, W // 2:] = (255, 200, 30)
-    return f
+    return Frame(2 * 10**6, f)
 
 
 def test_dino_embedding_is_object_centric_and_unit(model, weights_dir):
     from hqsmem_ros.core.dino import DinoVerifier, build_dino
     name = "vit_small_patch16_224.dino"
-    backend = DeAOTBackend(model, RUNTIME, embedder=DinoVerifier(build_dino(name, locate(name, str(weights_dir))),
+    backend = HQSMemBackend(model, RUNTIME, embedder=DinoVerifier(build_dino(name, locate(name, str(weights_dir))),
                                                                  RUNTIME, crop=64))
     backend.add_object(1, _two_region_frame(), square(5, 5), key=0)
     a, b, g = backend.embed({1: square(5, 5)}), backend.embed({1: square(80, 50)}), backend.embed({})
@@ -236,7 +269,7 @@ def test_backbone_embedding_pools_encoder_features_over_each_mask(weights_dir, m
         return [feats]
 
     monkeypatch.setattr(model, "encode_image", encode_image)
-    backend = DeAOTBackend(model, RUNTIME)
+    backend = HQSMemBackend(model, RUNTIME)
     backend.add_object(1, _two_region_frame(), square(5, 5), key=0)
     a, b = backend.embed({1: square(5, 5)}), backend.embed({1: square(100, 50)})
     assert a[0] > 0.99 and b[1] > 0.99
@@ -244,26 +277,33 @@ def test_backbone_embedding_pools_encoder_features_over_each_mask(weights_dir, m
     np.testing.assert_allclose(both[:2], [2 ** -0.5, 2 ** -0.5], atol=1e-6)
 
 
+def _no_grabcut(*args, **kwargs):
+    raise AssertionError("GrabCut ran on the hqsmem pipeline with SAM-HQ loaded")
+
+
 @pytest.mark.parametrize("sam_hq", [True, False])
-def test_factory_builds_the_pipeline_from_checkpoints(weights_dir, sam_hq):
+def test_factory_builds_the_pipeline_from_checkpoints(weights_dir, sam_hq, monkeypatch):
     settings = Settings(backend="hqsmem", memory=MemoryConfig(capacity=2, update_every=1),
                         refiner=RefinerConfig(similarity_threshold=-1.0),
-                        hqsmem=GpuPipelineConfig(str(weights_dir), device="cpu", sam_hq=sam_hq,
-                                                 memory_embedding="dino" if sam_hq else "backbone"))
+                        hqsmem=HQSMemPipelineConfig(str(weights_dir), device="cpu", sam_hq=sam_hq,
+                                                    memory_embedding="dino" if sam_hq else "backbone"))
     tracker, why = build_tracker(settings)
     assert "hqsmem" in why and (tracker.refiner is not None) == sam_hq
-    first = tracker.process(frame(0), [Target(1, "a", box=(10, 10, 40, 40))])
-    assert first.ok and first.memory_frames == 1 and first.objects[0].present
-    if sam_hq:  # the box-only target's first mask is a SAM-HQ proposal for its box (delta -1 accepts any)
-        assert isinstance(tracker.box_to_mask, ProposalBoxInit)
-        cands = tracker.refiner.proposer.propose(frame(0), {1: (10, 10, 40, 40)})[1]
-        assert any(np.array_equal(first.objects[0].mask, c) for c in cands)
+    if sam_hq:  # SAM-HQ makes a box-only target's first mask: GrabCut must not run
+        monkeypatch.setattr(box_init, "grabcut_mask", _no_grabcut)
+    first = tracker.process(frame(0).pixels, [Target(1, "a", box=(10, 10, 40, 40))])
+    assert first.ok, first.status
+    assert first.memory_frames == 1 and first.objects[0].present
+    if sam_hq:  # SAM-HQ's first (HQ) mask for the box itself, recomputed here under a fresh index
+        assert isinstance(tracker.box_to_mask, BoxPromptInit)
+        cands = tracker.refiner.proposer.propose(Frame(-1, frame(0).pixels), {1: (10, 10, 40, 40)})[1]
+        assert cands and np.array_equal(first.objects[0].mask, cands[0])
     else:
-        assert tracker.box_to_mask is grabcut_mask
-    results = [tracker.process(frame(i), [Target(2, "b", mask=square(70, 40))] if i == 2 else [])
+        assert tracker.box_to_mask is grabcut_box_init
+    results = [tracker.process(frame(i).pixels, [Target(2, "b", mask=square(70, 40))] if i == 2 else [])
                for i in range(1, 5)]
     tracker.remove([1])
-    results.append(tracker.process(frame(5)))
+    results.append(tracker.process(frame(5).pixels))
     assert all(r.ok for r in results), [r.status for r in results]
     assert [o.obj_id for o in results[-2].objects] == [1, 2] and [o.obj_id for o in results[-1].objects] == [2]
     assert all(r.memory_frames <= 2 + 2 for r in results)
