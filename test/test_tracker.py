@@ -251,3 +251,4 @@ def test_check_target_rejects_with_a_reason(target, reason):
 
 def test_check_target_clips_a_box_partly_outside():
     assert check_target(Target(1, box=(-5.5, 10, 500, 20.2)), (H, W)).box == (0, 10, W, 21)
+

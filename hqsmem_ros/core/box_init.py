@@ -17,6 +17,14 @@ from .types import Box, Frame, box_mask
 _MAX_SIDE = 320  # GrabCut is O(pixels): segment a downscaled crop
 
 
+def grabcut(*args) -> None:
+    """``cv2.grabCut`` from a fixed seed. Its k-means starts from OpenCV's per-thread RNG, whose state
+    depends on what ran before in that thread: seeded, one input gives one mask in any thread (the node's
+    worker, the offline runner, a benchmark)."""
+    cv2.setRNGSeed(0)
+    cv2.grabCut(*args)
+
+
 def grabcut_mask(frame: np.ndarray, box: Box, iterations: int = 4) -> np.ndarray:
     """Foreground mask inside ``box``; falls back to the filled box if GrabCut finds nothing."""
     h, w = frame.shape[:2]
@@ -36,7 +44,7 @@ def grabcut_mask(frame: np.ndarray, box: Box, iterations: int = 4) -> np.ndarray
     gc = np.zeros(small.shape[:2], np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), gc, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+        grabcut(np.ascontiguousarray(small[..., ::-1]), gc, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
     except cv2.error:
         out[y0:y1, x0:x1] = True
         return out

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..box_init import grabcut
 from ..config import param
 from ..types import Frame, Prediction, mask_box
 from .cpu_appearance import ObjectAppearance, ScoreParams, redetect
@@ -415,8 +416,8 @@ def _grabcut_regrow(rgb: np.ndarray, mask: np.ndarray, band: int) -> np.ndarray 
     seeds[m > 0] = cv2.GC_PR_FGD
     seeds[core] = cv2.GC_FGD
     try:
-        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), seeds, None, np.zeros((1, 65)),
-                    np.zeros((1, 65)), 2, cv2.GC_INIT_WITH_MASK)
+        grabcut(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), seeds, None, np.zeros((1, 65)),
+                np.zeros((1, 65)), 2, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # e.g. no background seed left in a crop the object fills
         return None
     out = np.zeros_like(mask, dtype=bool)
