@@ -149,9 +149,11 @@ def test_valid_targets_pass_with_box_clipped_and_mask_as_bool():
 
 
 @pytest.mark.parametrize("target, reason, text", [
-    (target_msg(1, box=(10.0, 10.0, 20.0, 20.0)), "box", "target 1: box (10.0, 10.0, 20.0, 20.0) lies outside the 7x6 image"),
+    (target_msg(1, box=(10.0, 10.0, 20.0, 20.0)), "box",
+     "target 1: box (10.0, 10.0, 20.0, 20.0) lies outside the 7x6 image"),
     (target_msg(1, box=(-9.0, -9.0, -1.0, -1.0)), "box", "lies outside"),
-    (target_msg(1, box=(float("nan"), 0.0, 3.0, 3.0)), "box", "target 1: box (nan, 0.0, 3.0, 3.0) has a non-finite coordinate"),
+    (target_msg(1, box=(float("nan"), 0.0, 3.0, 3.0)), "box",
+     "target 1: box (nan, 0.0, 3.0, 3.0) has a non-finite coordinate"),
     (target_msg(1, box=(3.0, 1.0, 3.0, 4.0)), "box", "has zero or negative area"),
     (target_msg(1, box=(4.0, 1.0, 2.0, 4.0)), "box", "has zero or negative area"),
     (target_msg(1, mask=np.zeros((6, 7), bool)), "mask", "target 1: mask is empty"),

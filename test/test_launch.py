@@ -10,8 +10,7 @@ import unittest
 
 import pytest
 
-launch_testing = pytest.importorskip(
-    "launch_testing", reason="launch_testing is not installed (ROS distributions only, not on PyPI)")
+pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS distributions only, not on PyPI)")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS distributions only, not on PyPI)")
 
 import launch  # noqa: E402

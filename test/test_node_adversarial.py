@@ -154,7 +154,8 @@ def test_compressed_bombs_truncations_and_junk_from_a_hostile_process(node_proce
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
     def publish_valid(rgb):
-        pub.publish(CompressedImage(header=header(), format="png", data=cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()))
+        png = cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()
+        pub.publish(CompressedImage(header=header(), format="png", data=png))
 
     try:
         wait_until(lambda: pub.get_subscription_count() > 0 and probe.targets_pub.get_subscription_count() > 0,

@@ -129,7 +129,8 @@ def test_every_frame_is_processed_or_dropped_and_each_processed_frame_yields_one
     (lambda m: setattr(m, "encoding", "yuv422"), "rejected image: encoding 'yuv422' is not supported (rgb8, bgr8"),
     (lambda m: setattr(m, "step", 3), "rejected image: step 3 is shorter than a rgb8 row"),
     (lambda m: setattr(m, "data", m.data[:-7]), "rejected image: data is"),
-    (lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b"")), "rejected image: image is empty"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b"")),
+     "rejected image: image is empty"),
 ])
 def test_malformed_images_are_rejected_with_their_reason_and_tracking_goes_on(tracker, probe, mutate, log):
     from dds_helpers import image_msg
@@ -163,7 +164,8 @@ def test_malformed_targets_are_rejected_one_by_one(tracker, probe):
     response = probe.call(AddTargets, "add_targets", AddTargets.Request(targets=targets_msg([good] + bad, stamp)))
     assert not response.success and list(response.accepted_ids) == [1]
     expected = ["target 2: box", "lies outside the 160x120 image", "target 3: box", "non-finite",
-                "target 4: box", "zero or negative area", "target 5: mask is empty", "target 6: mask is 10x10, image is 160x120",
+                "target 4: box", "zero or negative area", "target 5: mask is empty",
+                "target 6: mask is 10x10, image is 160x120",
                 "target 7: id appears 2 times in one message", "target 300: id is outside 1..255",
                 "target 0: id is outside 1..255"]
     text = "\n".join(response.rejections)
@@ -174,7 +176,8 @@ def test_malformed_targets_are_rejected_one_by_one(tracker, probe):
     publish_sequence(probe, [1, 2], targets_on=-1)
     assert [o.id for o in probe.tracks[-1].objects] == [1]
     diag = probe.latest_diagnostics()
-    assert diag["rejected_targets.box"] == "3" and diag["rejected_targets.mask"] == "2" and diag["rejected_targets.id_range"] == "2"
+    assert (diag["rejected_targets.box"], diag["rejected_targets.mask"], diag["rejected_targets.id_range"]) \
+        == ("3", "2", "2")
 
 
 def test_services_add_remove_readd_and_reset(tracker, probe):
@@ -413,7 +416,8 @@ def test_duplicate_and_older_stamps_are_rejected_and_a_restarted_clock_is_accept
     last = publish(4, 0, True)
     assert len(probe.tracks) == 5 and [o.present for o in last.objects] == [True, True]
     diag = probe.latest_diagnostics()
-    assert (diag["rejected_images.duplicate_stamp"], diag["rejected_images.old_stamp"], diag["stamp_jumps_back"]) == ("1", "1", "1")
+    assert (diag["rejected_images.duplicate_stamp"], diag["rejected_images.old_stamp"],
+            diag["stamp_jumps_back"]) == ("1", "1", "1")
     assert int(diag["frames_received"]) == 7 and diag["frames_processed"] == "5"
 
 

@@ -133,7 +133,8 @@ def test_targets_files(tmp_path):
     davis_io.write_label_png(tmp_path / "first.png", labels)
     by_id = {t.obj_id: t for t in load_targets(tmp_path / "first.png")}
     assert sorted(by_id) == [2, 9] and np.array_equal(by_id[9].mask, labels == 9) and by_id[9].box is None
-    (tmp_path / "t.yaml").write_text("targets:\n  - {id: 4, box: [1, 2, 3, 4]}\n  - {id: 5, label: cup, mask: first.png}\n")
+    (tmp_path / "t.yaml").write_text("targets:\n  - {id: 4, box: [1, 2, 3, 4]}\n"
+                                     "  - {id: 5, label: cup, mask: first.png}\n")
     four, five = load_targets(tmp_path / "t.yaml")
     assert (four.obj_id, four.box, four.mask) == (4, (1.0, 2.0, 3.0, 4.0), None)
     assert (five.label, five.box) == ("cup", None) and np.array_equal(five.mask, labels > 0)

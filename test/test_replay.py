@@ -37,7 +37,8 @@ def write_bag(path, storage, n=12, with_targets=True, compressed=False):
         for i in range(n):
             stamp = START + i * 33_000_000
             rgb, mask = square(i)
-            bag.write_msg("image/compressed" if compressed else "image", bags.image_msg(rgb, stamp, compressed=compressed),
+            topic = "image/compressed" if compressed else "image"
+            bag.write_msg(topic, bags.image_msg(rgb, stamp, compressed=compressed),
                           stamp)
             if i == 0 and with_targets:  # stored after its frame: replay must still send it first
                 bag.write_msg("targets", bags.targets_msg([Target(7, "square", None, mask)], stamp), stamp)
@@ -110,7 +111,8 @@ def test_lockstep_replay_accounts_for_every_frame_and_records_outputs(tmp_path, 
     assert len(summary.latencies_ms) == 12 and summary.fps > 0
     assert summary.memory_frames == [i % 3 for i in range(12)]
     # the targets went out once, stamped with the first frame
-    assert len(echo.targets) == 1 and echo.targets[0].header.stamp.sec * 10**9 + echo.targets[0].header.stamp.nanosec == START
+    stamp = echo.targets[0].header.stamp
+    assert len(echo.targets) == 1 and stamp.sec * 10**9 + stamp.nanosec == START
     # round trip: the recorded masks are the frames' squares, in order, under the node's topic names
     assert bags.topic_types(tmp_path / "out") == {"tracks": bags.TRACKS, "tracks/label_image": bags.IMAGE}
     tracks = [m.decode() for m in bags.read(tmp_path / "out", ["tracks"])]

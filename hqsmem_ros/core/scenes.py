@@ -274,7 +274,9 @@ def make_scene(kind: str, seed: int, n_frames: int | None = None, size: tuple[in
         dy = rng.uniform(-0.15, 0.15) * hgt
         turn = rng.uniform(0.4, 0.5) * n
         rel = _path([0, turn, turn + 0.1 * n, n], [off, -off, -off, off], [dy] * 4, _const(hgt * rng.uniform(0.9, 1.1)))
-        twin = (lambda t: (target(t)[0] + rel(t)[0], target(t)[1] + rel(t)[1], rel(t)[2], 0.0))
+
+        def twin(t):
+            return target(t)[0] + rel(t)[0], target(t)[1] + rel(t)[1], rel(t)[2], 0.0
         layers = [Layer(sp1, target, 1),
                   Layer(sp1, twin, depth=lambda i: 1.0 if i < turn + 0.05 * n else -1.0),
                   Layer(sp2, _wander(x1 - side * 0.33 * w, rng.uniform(0.25, 0.75) * h, 0.05 * w, 0.05 * h,

@@ -175,7 +175,8 @@ class HQSMemTracker:
         return FrameResult(t, objects, memory_frames=len(self.memory), timings=timings)
 
 
-def update_memory(memory: SmartMemory, backend: Backend, t: int, visible: dict[int, np.ndarray]) -> MemoryDecision | None:
+def update_memory(memory: SmartMemory, backend: Backend, t: int,
+                  visible: dict[int, np.ndarray]) -> MemoryDecision | None:
     """Step 5 on frame ``t``: the policy decides, the backend evicts and writes as told. Skipped (None) on
     a frame that is already a memory entry (a reference frame pinned on this frame)."""
     if t in memory.entries:

@@ -86,7 +86,8 @@ class NodeStats:
         elif last is not None and not last.ok:
             level, message = DiagnosticStatus.ERROR, f"tracker fault: {last.status}"
         elif new_faults or new_rejects:
-            level, message = DiagnosticStatus.WARN, f"{new_faults} faults, {new_rejects} rejected inputs since last report"
+            level = DiagnosticStatus.WARN
+            message = f"{new_faults} faults, {new_rejects} rejected inputs since last report"
         else:
             level, message = DiagnosticStatus.OK, "tracking"
         return DiagnosticStatus(level=level, name=name, message=message, hardware_id=device,

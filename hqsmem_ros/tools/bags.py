@@ -256,7 +256,8 @@ def tracks_msg(masks: dict[int, np.ndarray], stamp: int, frame_index: int, frame
         x, y, z = (0.0, 0.0, 0.0) if xyz is None else (float(v) for v in xyz)
         box = mask_box(mask)
         x0, y0, x1, y1 = box or (0, 0, 0, 0)
-        crop = _raw_image(mask[y0:y1, x0:x1].astype(np.uint8) * 255, "mono8", stamp, frame_id) if box else _empty_image()
+        crop = (_raw_image(mask[y0:y1, x0:x1].astype(np.uint8) * 255, "mono8", stamp, frame_id) if box
+                else _empty_image())
         objects.append(t["hqsmem_ros/msg/TrackedObject"](
             id=oid, label=(labels or {}).get(oid, ""), present=box is not None, score=1.0 if box else 0.0,
             refined=False, roi=t["sensor_msgs/msg/RegionOfInterest"](

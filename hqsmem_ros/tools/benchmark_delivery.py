@@ -170,7 +170,8 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
 
 
 def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path, rate: float = 0) -> dict:
-    """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against lockstep fps, same objects, one run; and
+    """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against
+    lockstep fps, same objects, one run; and
     the node's peak RSS in both."""
     node_env, camera_env = _envs("both", builtin_profile)
     lockstep = _Node(node_env, ["-p", params.image_qos_override("reliability", "reliable")], width, height, n_objects)
@@ -196,7 +197,8 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         received = int(last["frames_received"]) - int(first["frames_received"])
         fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
         return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
-                "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep, "received_per_s": received / (t1 - t0),
+                "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep,
+                "received_per_s": received / (t1 - t0),
                 "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": peak_rss_mb(node.proc.pid)}
     finally:
         node.close()

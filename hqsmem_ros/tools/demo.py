@@ -67,7 +67,8 @@ class TrackerProcess:
     def __init__(self, backend: str, env: dict[str, str], log: Path):
         self.log = open(log, "w")
         cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", f"backend:={backend}",
-               "-p", params.image_qos_override("reliability", "reliable")]  # lockstep replay must not lose a frame in transit
+               # lockstep replay must not lose a frame in transit
+               "-p", params.image_qos_override("reliability", "reliable")]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def died(self) -> str | None:
