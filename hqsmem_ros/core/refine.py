@@ -1,8 +1,9 @@
 """Steps 2-3 of the method: mask proposals from a box prompt, verified by appearance features.
 
-``VerifiedRefiner`` holds the logic; a ``Proposer`` (SAM-HQ on GPU) and a ``Verifier`` (DINO on GPU)
-plug into it. The refiner never touches memory: it returns the accepted mask per object and the
-tracker feeds that back (teacher forcing).
+``VerifiedRefiner`` holds the logic; a ``Proposer`` (SAM-HQ) and a ``Verifier`` (DINO) plug into it,
+on ``hqsmem.device`` (a GPU, or the CPU); the CPU backend runs without a refiner. The refiner never
+touches memory: it returns the accepted mask per object and the tracker feeds that back (teacher
+forcing).
 """
 
 from __future__ import annotations

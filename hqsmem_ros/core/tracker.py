@@ -31,7 +31,8 @@ PredictionHook = Callable[[Frame, dict[int, Prediction]], dict[int, Prediction]]
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    min_area: int = param(16, "An accepted mask smaller than this many pixels reports the object absent",
+    min_area: int = param(16, "A base-model mask smaller than this many pixels reports the object absent "
+                          "(and a refined mask smaller than this is not accepted)",
                           min=0, max=1_000_000, dynamic=True)
     presence_threshold: float = param(0.3, "A base-model confidence below this reports the object absent",
                                       min=0.0, max=1.0, dynamic=True)

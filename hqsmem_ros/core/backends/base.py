@@ -1,9 +1,10 @@
 """The one protocol every base VOS model implements.
 
-The tracker calls, per frame: ``step`` (all objects, step 1 of the method), then ``add_object`` for
-targets initialised on this frame, then ``accept`` with the accepted masks (teacher forcing, step 4),
-then at the memory schedule ``embed`` and the ``evict_memory`` / ``write_memory`` calls that
-``SmartMemory`` decided (step 5). A backend never decides what enters its memory by itself, and never
+The tracker calls, per frame: ``remove_object`` for ids a target re-initialises, ``step`` (all
+objects, step 1 of the method), then ``add_object`` for targets initialised on this frame, each followed
+by ``embed`` of its mask (its pinned reference entry), then ``accept`` with the accepted masks (teacher
+forcing, step 4), then at the memory schedule ``embed`` and the ``evict_memory`` / ``write_memory``
+calls that ``SmartMemory`` decided (step 5). A backend never decides what enters its memory by itself, and never
 calls a refiner. Frames arrive as ``Frame``: a backend keys what it computes per frame on ``frame.index``
 (``add_object`` and ``step`` on one frame share one analysis), and ``accept``, ``embed`` and
 ``write_memory`` concern the frame of the last ``step`` / ``add_object``.
@@ -39,7 +40,8 @@ class Backend(Protocol):
 
     def embed(self, masks: dict[int, np.ndarray]) -> np.ndarray:
         """Embedding of the current frame for memory relevance: object-centric (features pooled over
-        each mask, normalised, averaged), a global embedding only when ``masks`` is empty."""
+        each mask, normalised, averaged); a global embedding when ``masks`` is empty or, for a backend
+        with coarse features, when the masks cover none of them."""
 
     def write_memory(self, key: int) -> None:
         """Store the current frame with its accepted masks as memory entry ``key``."""

@@ -10,13 +10,14 @@ Per frame (features and flow at a reduced working size, masks at full resolution
              Features are 8 px cells, too coarse to place a boundary: they act on whole cells only
              where they clearly disagree with the flow. A cell the carried mask mostly covers is dropped
              when its logit is below ``-veto_logit`` (an occluder, drift); one it covers partly only
-             below ``-veto_logit_partial``; a cell outside it is taken when its logit passes
+             below ``-veto_logit_partial``; a cell outside it that touches it is taken when its logit passes
              ``adopt_logit`` (``veto_logit`` while the object is much smaller than in memory: it is
              coming out from behind something). Elsewhere the flow's boundary stands;
   3. snap    within half a cell of the boundary each pixel's colour votes: more like the object's
              interior or like its surroundings on this frame (``color_vote``). This is what keeps a
              carried boundary from eroding or growing a halo over thousands of frames;
-  4. drop    an object reduced to a fragment (``fragment_below`` of its size in memory) is let go;
+  4. drop    an object reduced to a fragment (``fragment_below`` of its size in memory) is reported
+             absent, and searched for again from the next frame (step 6);
   5. regrow  an object smaller than ``refine_below`` of its size in memory (flow that underestimates a
              thin object's motion shrinks it a little every frame; a part came back from behind an
              occluder) gets a proposal: GrabCut in its box, seeded by its mask. The proposal is verified
