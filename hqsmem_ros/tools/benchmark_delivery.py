@@ -1,4 +1,6 @@
-"""Camera delivery: the share of raw frames a best-effort camera publisher gets into the tracker node.
+"""Camera delivery: the share of raw frames a best-effort camera publisher gets into the tracker node;
+under a flood, processed fps against lockstep (``--flood``); peak RSS after single inputs at the limits
+(``--peaks``).
 
     python -m hqsmem_ros.tools.benchmark_delivery [--seconds 10] [--sizes 640x480 1280x720] [--rates 15 30]
 
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from ..core.sequences import make_sequence
 from ..ros import params, transport
@@ -87,13 +91,14 @@ class _Node:
         self.client.create_subscription(TrackedObjectArray, "tracks", lambda m: self.tracks.append(
             m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), reliable)
         self.images = self.client.create_publisher(Image, "image", reliable)
-        targets = self.client.create_publisher(TargetArray, "targets", reliable)
+        self.targets = targets = self.client.create_publisher(TargetArray, "targets", reliable)
         deadline = time.monotonic() + 90
         while targets.get_subscription_count() == 0:
             self.spin()
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"the node did not come up: {self.proc.stderr.read() if self.proc.poll() else ''}")
         self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
+        self.sent = 0  # lockstep frames so far: each call goes on with new stamps (old ones would be refused)
         targets.publish(targets_to_msg(self.seq.targets(), Header()))
 
     def spin(self, seconds: float = 0.1) -> None:
@@ -116,16 +121,17 @@ class _Node:
         from ..ros.convert import array_to_image, stamp_msg
         frames = [array_to_image(self.seq.frame(i)[0], "rgb8") for i in range(len(self.seq))]
         start = time.monotonic()
-        for i in range(n_frames):
-            stamp = (i + 1) * 1_000_000_000 // 30
-            msg = frames[i % len(frames)]
+        for _ in range(n_frames):
+            self.sent += 1
+            stamp = self.sent * 1_000_000_000 // 30
+            msg = frames[self.sent % len(frames)]
             msg.header = Header(stamp=stamp_msg(stamp), frame_id="cam")
             self.images.publish(msg)
             deadline = time.monotonic() + 30
             while stamp not in self.tracks:
                 self.spin(0.005)
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"no tracks for lockstep frame {i}")
+                    raise RuntimeError(f"no tracks for lockstep frame {self.sent}")
         return n_frames / (time.monotonic() - start)
 
     def close(self) -> None:
@@ -204,6 +210,42 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         node.close()
 
 
+def single_input_peaks(width: int, height: int, n_objects: int, builtin_profile: Path) -> list[tuple[str, float]]:
+    """The node's peak RSS (MB) in lockstep, then after each single input at the limits, one after the other:
+    a raw frame of ``max_image_pixels`` (4096x2160, rgb8 and mono16), and a TargetArray of
+    ``MAX_REQUEST_ITEMS`` box targets; lockstep frames after each show the node went on."""
+    from std_msgs.msg import Header
+
+    from ..core.types import Target
+    from ..ros.convert import MAX_REQUEST_ITEMS, array_to_image, stamp_msg, targets_to_msg
+    node_env, _ = _envs("both", builtin_profile)
+    node = _Node(node_env, ["-p", params.image_qos_override("reliability", "reliable")], width, height, n_objects)
+    rows = []
+    try:
+        node.lockstep_fps(20)
+        rows.append(("lockstep (steady)", peak_rss_mb(node.proc.pid)))
+        big = (2160, 4096)
+        inputs = [
+            ("4096x2160 rgb8 frame", array_to_image(np.zeros(big + (3,), np.uint8), "rgb8")),
+            ("4096x2160 mono16 frame", array_to_image(np.zeros(big, np.uint16), "mono16")),
+        ]
+        for what, msg in inputs:
+            received = int(node.diagnostics_after(time.monotonic())["frames_received"])
+            msg.header = Header(stamp=stamp_msg(0), frame_id="cam")
+            node.images.publish(msg)
+            while int(node.diagnostics_after(time.monotonic())["frames_received"]) <= received:
+                pass
+            node.lockstep_fps(5)
+            rows.append((what, peak_rss_mb(node.proc.pid)))
+        many = [Target(i, box=(0.0, 0.0, 10.0, 10.0)) for i in range(1, MAX_REQUEST_ITEMS + 1)]
+        node.targets.publish(targets_to_msg(many, Header()))
+        node.lockstep_fps(5)
+        rows.append((f"TargetArray of {MAX_REQUEST_ITEMS} targets", peak_rss_mb(node.proc.pid)))
+    finally:
+        node.close()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="camera run per case (default 10)")
@@ -214,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         "lockstep, 640x480, 3 objects (and the node's peak RSS)")
     parser.add_argument("--flood-rate", type=float, default=0.0, help="camera rate of --flood (0: as fast as it "
                         "can publish)")
+    parser.add_argument("--peaks", action="store_true", help="instead: the node's peak RSS after single inputs at "
+                        "the limits (4K frames, a TargetArray of the most targets) against lockstep, 640x480")
     parser.add_argument("--camera", nargs=5, metavar=("W", "H", "RATE", "N", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
@@ -226,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         builtin = Path(tmp) / "builtin.xml"
         builtin.write_text(_BUILTIN_PROFILE)
+        if args.peaks:
+            rows = single_input_peaks(640, 480, 3, builtin)
+            steady = rows[0][1]
+            for what, mb in rows:
+                print(f"{what:<36} peak RSS {mb:7.0f} MB  ({mb / steady:.2f} x steady)")
+            rclpy.shutdown()
+            return 0
         if args.flood:
             r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate)
             print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
