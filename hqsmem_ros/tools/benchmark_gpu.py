@@ -36,6 +36,7 @@ from ..core.device import Runtime, resolve_device
 from ..core.dino import DINO_MODELS
 from ..core.factory import build_hqsmem_tracker
 from ..core.samhq import SAM_MODELS
+from ..core.session import TrackingSession
 from ..core.tracker import HQSMemConfig, HQSMemTracker
 from ..core.types import Frame, Prediction, Target
 from ..core.weights import missing
@@ -157,21 +158,23 @@ class Run:
 
 
 class Instrumented:
-    """A tracker with both hooks installed."""
+    """A tracker with both hooks installed, driven through the session the node uses."""
 
     def __init__(self, tracker: HQSMemTracker):
         self.tracker = tracker
+        self.session = TrackingSession(tracker)
         self.device = tracker.backend.runtime.device
         self.force = ForcePresent(tracker)
         self.timer = StageTimer(tracker.backend.runtime)
 
 
 def drive(inst: Instrumented, seq, frames: int, warmup: int, every: int = 0, until: float = float("inf")) -> Run:
-    """``frames`` frames of ``seq`` through ``tracker.process`` from a reset (every object starts on frame 0
-    from its ground-truth mask), stopping early at ``time.monotonic() >= until``; per-frame latency after
-    ``warmup``, stages from the tracker's own timings and ``StageTimer``, memory every ``every`` frames."""
+    """``frames`` frames of ``seq`` through the session (as the node runs them) from a reset (every object
+    starts on frame 0 from its ground-truth mask), stopping early at ``time.monotonic() >= until``; per-frame
+    latency after ``warmup``, stages from the tracker's own timings and ``StageTimer``, memory every
+    ``every`` frames."""
     tracker, device, force, timer, run = inst.tracker, inst.device, inst.force, inst.timer, Run()
-    tracker.reset()
+    inst.session.reset()
     for t in range(frames):
         if time.monotonic() >= until:
             run.truncated = True
@@ -182,7 +185,7 @@ def drive(inst: Instrumented, seq, frames: int, warmup: int, every: int = 0, unt
         timer.frame.clear()
         sync(device)
         start = time.perf_counter()
-        result = tracker.process(rgb, targets)
+        result = inst.session.process(rgb, targets).result
         sync(device)
         elapsed = time.perf_counter() - start
         if not result.ok:
