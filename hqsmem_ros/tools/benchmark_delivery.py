@@ -175,6 +175,12 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
         node.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path, rate: float = 0) -> dict:
     """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against
     lockstep fps, same objects, one run; and
@@ -195,8 +201,10 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
             while int(first["frames_received"]) == 0:
                 first = node.diagnostics_after(time.monotonic(), timeout=60)
             t0 = node.diagnostics[-1][0]
+            cpu0 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
             last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
             t1 = node.diagnostics[-1][0]
+            cpu1 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
         finally:
             cam.kill()
             cam.wait()
@@ -205,6 +213,7 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
                 "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep,
                 "received_per_s": received / (t1 - t0),
+                "camera_cores": (cpu1[0] - cpu0[0]) / (t1 - t0), "node_cores": (cpu1[1] - cpu0[1]) / (t1 - t0),
                 "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": peak_rss_mb(node.proc.pid)}
     finally:
         node.close()
@@ -282,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
                   f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received): ratio "
                   f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
-                  f"{r['peak_rss_flood_mb']:.0f} MB flood")
+                  f"{r['peak_rss_flood_mb']:.0f} MB flood; CPU cores used during the flood: camera "
+                  f"{r['camera_cores']:.2f}, node {r['node_cores']:.2f} (of {os.cpu_count()})")
             rclpy.shutdown()
             return 0
         print(f"{'size':<11}{'rate':>6}  {'setup':<9}{'sent':>6}{'received':>10}{'share':>8}{'processed':>11}")
