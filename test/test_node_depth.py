@@ -76,7 +76,8 @@ def test_paired_unpaired_and_rejected_depth_over_dds(node_process, probe):
             probe.send_targets(seq.targets(), stamp(i))
         if depth is DRIVER:
             depth = bags.serialize(bags.depth_msg(depth_m, stamp(i)))
-        probe.publish_rgbd(depth, info)  # both acknowledged before the colour frame leaves
+        # acknowledged before the colour frame leaves
+        probe.publish_rgbd([(t, m) for t, m in (("depth", depth), ("camera_info", info)) if m is not None])
         expected = len(probe.tracks) + 1
         probe.publish_frame(rgb, stamp(i))
         out = probe.wait_tracks(expected, timeout=30)[-1]

@@ -104,12 +104,10 @@ def replay(bag: Path, out: Path | None = None, *, rate: float | None = None, tar
             if file_targets and not client.sent:
                 client.publish_targets(bags.serialize(bags.targets_msg(file_targets, stamp)))
             for t in due:
-                if t.topic == "depth":
-                    client.publish_rgbd(depth=t.raw, acked=rate is None)
-                elif t.topic == "camera_info":
-                    client.publish_rgbd(camera_info=t.raw, acked=rate is None)
-                else:
+                if t.topic not in RGBD_TOPICS:
                     client.publish_targets(t.raw)
+            if rgbd := [(t.topic, t.raw) for t in due if t.topic in RGBD_TOPICS]:
+                client.publish_rgbd(rgbd, acked=rate is None)
             client.publish_image(m.raw, stamp)
             if rate is None:
                 client.wait_for(stamp, frame_timeout, abort)

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -177,15 +177,17 @@ class TrackerClient:
         self.frames_sent += 1
         self.image_pub.publish(image)
 
-    def publish_rgbd(self, depth=None, camera_info=None, acked: bool = True) -> None:
-        """Publish a depth image and/or a CameraInfo (messages, or their CDR bytes), ahead of the colour frame
-        of their stamp; ``acked``: wait until the node has them (lockstep: none is still in transit when the
-        colour frame arrives)."""
-        for pub, msg in zip(self.rgbd_pubs, (depth, camera_info)):
-            if msg is not None:
-                pub.publish(msg)
-                if acked:
-                    pub.wait_for_all_acked(Duration(seconds=5))
+    def publish_rgbd(self, messages: Iterable[tuple[str, Any]], acked: bool = True) -> None:
+        """Publish (topic, message or its CDR bytes) pairs, topic ``depth`` or ``camera_info``, in order, ahead of
+        the colour frame of their stamp; ``acked``: then wait until the node has them all (lockstep: none is still
+        in transit when the colour frame arrives; one wait for all, their deliveries overlap)."""
+        pubs = {p.topic_name.rsplit("/", 1)[-1]: p for p in self.rgbd_pubs}
+        sent = {}
+        for topic, msg in messages:
+            pubs[topic].publish(msg)
+            sent[topic] = pubs[topic]
+        for pub in sent.values() if acked else ():
+            pub.wait_for_all_acked(Duration(seconds=5))
 
     def publish_targets(self, targets) -> None:
         """Publish a TargetArray (a message, or its CDR bytes) and wait until the node has acknowledged it."""
