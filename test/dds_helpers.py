@@ -64,10 +64,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 class Probe(TrackerClient):
     """The tracker client as the node tests use it: keeps every tracks message and /rosout line in order."""
 
-    def __init__(self, context, name: str = "probe"):
+    def __init__(self, context, name: str = "probe", rgbd: bool = False):
         from rcl_interfaces.msg import Log
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        super().__init__(name, context=context, depth=100)
+        super().__init__(name, context=context, depth=100, rgbd=rgbd)
         self.tracks: list = []
         self.logs: list[str] = []
         rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,

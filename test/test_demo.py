@@ -23,14 +23,17 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary["fps"] > 0 and summary["memory_frames_max"] >= 1
     assert 0.3 < summary["J"] <= 1.0 and 0.0 < summary["JF"] <= 1.0, summary  # the tracker follows the objects
     assert summary["backend"].startswith("backend cpu")
-    for line in ("J&F", f"{out / 'overlay.mp4'}", f"{out / 'plot.png'}"):
+    for line in ("J&F", "3D_med%", "3D centroid error", f"{out / 'overlay.mp4'}", f"{out / 'plot.png'}",
+                 f"{out / 'positions.png'}"):
         assert line in run.stdout
+    # the node published 3D from the bag's depth: every present object, within a few percent of range
+    assert summary["estimates_3d"] >= 3 * 19 and 0 <= summary["3D_med%"] < 3, summary
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
     frames = 0
     while video.read()[0]:
         frames += 1
     assert frames == 20
-    assert (out / "plot.png").stat().st_size > 10_000
+    assert (out / "plot.png").stat().st_size > 10_000 and (out / "positions.png").stat().st_size > 10_000
     rows = list(csv.DictReader(open(out / "scores.csv")))
     assert rows[-1]["sequence"] == "overall" and int(rows[-1]["objects"]) == 3
     # a second run replaces the demo's own bags instead of refusing them

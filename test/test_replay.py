@@ -145,6 +145,24 @@ def test_timed_replay_counts_frames_a_slow_node_drops(tmp_path):
     assert bags.message_count(tmp_path / "out", "tracks") == summary.processed
 
 
+def test_depth_and_camera_info_are_due_before_the_frame_of_their_stamp_whatever_the_log_order(tmp_path):
+    from hqsmem_ros.core.depth import Intrinsics
+    intr = Intrinsics(50.0, 50.0, 32.0, 24.0)
+    with bags.BagWriter(tmp_path / "in") as bag:
+        for i in range(3):
+            stamp = START + i * 33_000_000
+            bag.write_msg("image", bags.image_msg(square(i)[0], stamp), stamp)
+            bag.write_msg("depth", bags.depth_msg(np.full(SHAPE, 1.0 + i, np.float32), stamp), stamp)  # after it
+            if i != 1:
+                bag.write_msg("camera_info", bags.camera_info_msg(intr, SHAPE, stamp), stamp)
+    frames = list(bags.frames_with_targets(tmp_path / "in", "image", None, ["depth", "camera_info"]))
+    assert [(bags.stamp_ns(msg.header), [(d.topic, bags.stamp_ns(d.decode().header)) for d in due])
+            for _, msg, due in frames] == [
+        (START + i * 33_000_000, [("depth", START + i * 33_000_000)]
+         + ([("camera_info", START + i * 33_000_000)] if i != 1 else [])) for i in range(3)]
+    assert [len(due) for _, _, due in bags.frames_with_targets(tmp_path / "in", "image")] == [0, 0, 0]
+
+
 def test_refuses_an_existing_output(tmp_path):
     bag = write_bag(tmp_path / "in", "mcap", n=2)
     (tmp_path / "out").mkdir()
@@ -154,7 +172,7 @@ def test_refuses_an_existing_output(tmp_path):
 
 @pytest.fixture(scope="module")
 def tracker_node(tmp_path_factory):
-    """The real hqsmem_tracker node, CPU backend, as the demo starts it."""
+    """The real hqsmem_tracker node, CPU backend, as the demo starts it (depth.enabled)."""
     from hqsmem_ros.tools.demo import TrackerProcess, node_env
     node = TrackerProcess("cpu", node_env(int(os.environ.get("ROS_DOMAIN_ID", "0"))),
                           tmp_path_factory.mktemp("node") / "node.log")
@@ -175,3 +193,20 @@ def test_real_node_answers_every_frame(tmp_path, tracker_node, storage):
     assert [bags.stamp_ns(t.header) for t in tracks] == gt_stamps
     assert all(sorted(o.id for o in t.objects) == [1, 2, 3] for t in tracks)
     assert bags.message_count(tmp_path / "out", "tracks/label_image") == 8
+
+
+def test_real_node_gets_the_bags_depth_and_publishes_3d(tmp_path, tracker_node):
+    from hqsmem_ros.tools.sample_bag import write_sample_bag
+    start = START + 2 * 10**10  # after the bags above: the same node
+    bag = write_sample_bag(tmp_path / "in", "translation", frames=4, size=(120, 160), start_ns=start, depth=True)
+    summary = replay(bag, tmp_path / "out", wait_s=120, frame_timeout=30, progress=False, abort=tracker_node.died)
+    assert (summary.processed, summary.dropped) == (4, 0)
+    truth = {bags.stamp_ns(m.decode().header): bags.tracks_to_positions(m.decode())
+             for m in bags.read(bag, ["ground_truth"])}
+    for m in bags.read(tmp_path / "out", ["tracks"]):
+        msg = m.decode()
+        estimated = bags.tracks_to_positions(msg)
+        expected = truth[bags.stamp_ns(msg.header)]
+        assert set(estimated) == set(expected) == {1, 2, 3}
+        for oid, xyz in estimated.items():  # 160x120: a few pixels per object, so a loose bound
+            assert np.linalg.norm(xyz - expected[oid]) < 0.1 * np.linalg.norm(expected[oid]), (oid, xyz)

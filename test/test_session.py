@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from test_tracker import FRAME, H, W, ScriptedBackend, box_mask
 
+from hqsmem_ros.core.depth import DepthConfig, Intrinsics
 from hqsmem_ros.core.session import TrackingSession
 from hqsmem_ros.core.targets import Rejection
 from hqsmem_ros.core.tracker import HQSMemConfig, HQSMemTracker, TrackerConfig
@@ -13,10 +14,10 @@ from hqsmem_ros.core.types import Target
 SMALL = np.zeros((H // 2, W // 2, 3), np.uint8)
 
 
-def make_session(**tracker):
+def make_session(depth=DepthConfig(), **tracker):
     backend = ScriptedBackend()
     config = HQSMemConfig(TrackerConfig(min_area=4, **{"resolution_change_frames": 2, "fault_limit": 2, **tracker}))
-    return TrackingSession(HQSMemTracker(backend, config)), backend
+    return TrackingSession(HQSMemTracker(backend, config), depth), backend
 
 
 def reasons(outcome):
@@ -108,3 +109,49 @@ def test_reset_forgets_the_objects_and_the_size():
     session.process(FRAME, [Target(1, mask=box_mask(0, 0, 5, 5))])
     assert session.reset() == 1 and session.object_ids == frozenset() and session.size is None
     assert session.process(SMALL).resized is None  # a new stream may come at another size at once
+
+
+# -- 3D ---------------------------------------------------------------------------------------------
+INTR = Intrinsics(100.0, 100.0, 40.0, 30.0)
+
+
+def two_plane_depth(near_box, near_m=1.0, far_m=3.0):
+    """A wall at ``far_m`` with a box-shaped object at ``near_m`` (float32 metres)."""
+    depth = np.full((H, W), far_m, np.float32)
+    x0, y0, x1, y1 = near_box
+    depth[y0:y1, x0:x1] = near_m
+    return depth
+
+
+def test_a_frame_stepped_with_depth_gets_each_present_objects_position_and_one_without_none():
+    session, backend = make_session()
+    session.process(FRAME, [Target(1, mask=box_mask(10, 10, 30, 30)), Target(2, mask=box_mask(50, 20, 70, 40))])
+    backend.hidden = {2}
+    depth = two_plane_depth((12, 10, 32, 30))  # object 1 moves 2 px right per frame (the scripted shift)
+    outcome = session.process(FRAME, depth=(depth, INTR))
+    one, two = outcome.result.objects
+    assert outcome.has_3d and one.box == (12, 10, 32, 30) and not two.present and two.position is None
+    # the eroded box's centre back-projected at 1 m: u = 21.5, v = 19.5
+    assert one.position.valid and np.allclose(one.position.centroid, ((21.5 - 40) / 100, (19.5 - 30) / 100, 1.0))
+    assert one.position.pixels == 16 * 16  # 20x20 eroded by 2 px each side
+    assert "depth_3d" in outcome.result.timings
+    plain = session.process(FRAME)
+    assert not plain.has_3d and plain.result.objects[0].position is None and "depth_3d" not in plain.result.timings
+
+
+def test_the_sessions_depth_config_applies_and_a_fault_frame_gets_no_3d():
+    session, backend = make_session(DepthConfig(min_valid_pixels=1000))
+    session.process(FRAME, [Target(1, mask=box_mask(10, 10, 30, 30))])
+    (obj,) = session.process(FRAME, depth=(two_plane_depth((0, 0, W, H)), INTR)).result.objects
+    assert not obj.position.valid and obj.position.centroid == (0.0, 0.0, 0.0) and obj.position.pixels == 400
+    backend.fail_next = True
+    fault = session.process(FRAME, depth=(two_plane_depth((0, 0, W, H)), INTR))
+    assert not fault.result.ok and not fault.has_3d and all(o.position is None for o in fault.result.objects)
+
+
+def test_depth_of_another_size_than_the_frame_is_refused_before_tracking():
+    session, _ = make_session()
+    session.process(FRAME, [Target(1, mask=box_mask(10, 10, 30, 30))])
+    with pytest.raises(ValueError, match="depth is 40x30, the frame 80x60"):
+        session.step(FRAME, depth=(np.ones((H // 2, W // 2), np.float32), INTR))
+    assert session.process(FRAME).result.frame_index == 1  # nothing was stepped

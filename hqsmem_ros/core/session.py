@@ -7,6 +7,10 @@ resolution policy accepted restarts tracking on it (the outcome names the droppe
 ``tracker.fault_limit`` consecutive faults the tracker resets and the objects restart from their last
 good masks on the next frame. One ``FrameResult`` per stepped frame, also on a fault.
 
+3D: a frame stepped with its aligned depth (``depth=(metres, intrinsics)``, ``core.depth``) gets each present
+object's ``position`` (``object_3d`` with the session's ``DepthConfig``) and the 3D step's time in its timings
+(``depth_3d``); a frame without depth, or one the tracker faulted on, gets none (``Outcome.has_3d``).
+
 Resolution policy (``core.resolution.ResolutionGate``): a frame of another size is refused
 (``resolution_mismatch``) until that size comes ``tracker.resolution_change_frames`` times in a row.
 ``admit`` applies it to a frame's size alone, so a live caller can refuse a frame before decoding it.
@@ -18,11 +22,13 @@ Thread-safe: ``admit`` and ``check_targets`` answer at once (a caller's input th
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
+from .depth import DepthConfig, Intrinsics, object_3d
 from .resolution import ResolutionGate, Verdict
 from .targets import Rejection, check_targets, latest_per_id, within_capacity
 from .tracker import HQSMemConfig, HQSMemTracker
@@ -38,11 +44,13 @@ class Outcome:
     resized: tuple[tuple[int, int], tuple[int, int]] | None = None  # (old, new) (H, W): tracking restarted
     dropped: list[int] = field(default_factory=list)  # objects the resize dropped
     restarting: list[int] | None = None  # a fault reset: the objects that restart on the next frame
+    has_3d: bool = False  # the present objects' positions were computed from the frame's depth
 
 
 class TrackingSession:
-    def __init__(self, tracker: HQSMemTracker):
+    def __init__(self, tracker: HQSMemTracker, depth: DepthConfig = DepthConfig()):
         self.tracker = tracker
+        self.depth_config = depth
         self._lock = threading.Lock()  # the tracker: one frame, removal or reset at a time
         self._gate_lock = threading.Lock()
         self._gate = ResolutionGate(tracker.config.tracker.resolution_change_frames)
@@ -87,10 +95,15 @@ class TrackingSession:
         return fits, refused + full
 
     # -- the frame loop ----------------------------------------------------------------------------
-    def step(self, pixels: np.ndarray, targets: Iterable[Target] = ()) -> Outcome:
+    def step(self, pixels: np.ndarray, targets: Iterable[Target] = (),
+             depth: tuple[np.ndarray, Intrinsics] | None = None) -> Outcome:
         """Track ``pixels`` (RGB uint8) and start ``targets`` on it. The frame's size must be the tracked one
-        or one ``admit`` has just accepted; any other raises ``resolution_mismatch`` (nothing changes)."""
+        or one ``admit`` has just accepted; any other raises ``resolution_mismatch`` (nothing changes).
+        ``depth``: the frame's aligned depth (float32 metres, NaN holes: ``depth_metres``; the frame's size)
+        and the camera's intrinsics, for each present object's 3D position."""
         shape = tuple(pixels.shape[:2])
+        if depth is not None and depth[0].shape != shape:
+            raise ValueError(f"depth is {depth[0].shape[1]}x{depth[0].shape[0]}, the frame {shape[1]}x{shape[0]}")
         with self._gate_lock:
             if self._gate.size is None:
                 self._gate.observe(shape)
@@ -99,14 +112,16 @@ class TrackingSession:
             raise Rejection("resolution_mismatch", f"image is {shape[1]}x{shape[0]} while tracking "
                                                    f"{tracked[1]}x{tracked[0]}")
         with self._lock:
-            return self._step(pixels, shape, list(targets))
+            return self._step(pixels, shape, list(targets), depth)
 
-    def process(self, pixels: np.ndarray, targets: Iterable[Target] = ()) -> Outcome:
+    def process(self, pixels: np.ndarray, targets: Iterable[Target] = (),
+                depth: tuple[np.ndarray, Intrinsics] | None = None) -> Outcome:
         """``admit`` then ``step``: for callers that hold the decoded frame already (offline, benchmarks)."""
         self.admit(pixels.shape[:2])
-        return self.step(pixels, targets)
+        return self.step(pixels, targets, depth)
 
-    def _step(self, pixels: np.ndarray, shape: tuple[int, int], targets: list[Target]) -> Outcome:
+    def _step(self, pixels: np.ndarray, shape: tuple[int, int], targets: list[Target],
+              depth: tuple[np.ndarray, Intrinsics] | None) -> Outcome:
         tracker, cfg = self.tracker, self.tracker.config.tracker
         resized, dropped = None, []
         if self._shape is not None and shape != self._shape:  # a new size the policy accepted
@@ -118,6 +133,9 @@ class TrackingSession:
         starting, full = within_capacity(ok, set(tracker.object_ids), cfg.max_objects)
         result = tracker.process(pixels, starting)
         outcome = Outcome(result, rejected + full, resized, dropped)
+        if result.ok and depth is not None:
+            self._positions(result, *depth)
+            outcome.has_3d = True
         if result.ok:
             self._last_good = {o.obj_id: Target(o.obj_id, o.label, mask=o.mask) for o in result.objects if o.present}
         elif tracker.consecutive_faults >= cfg.fault_limit:
@@ -127,6 +145,13 @@ class TrackingSession:
             outcome.restarting = [t.obj_id for t in restart]
         self._update_known()
         return outcome
+
+    def _positions(self, result: FrameResult, metres: np.ndarray, intrinsics: Intrinsics) -> None:
+        start = time.perf_counter()
+        for obj in result.objects:
+            if obj.present:
+                obj.position = object_3d(metres, obj.mask, intrinsics, self.depth_config)
+        result.timings["depth_3d"] = time.perf_counter() - start
 
     # -- objects -----------------------------------------------------------------------------------
     def remove(self, obj_ids: Iterable[int]) -> list[int]:

@@ -13,8 +13,13 @@ from ..core.types import FrameResult
 
 _WINDOW = 200  # latency samples kept per stage
 # What a rejection was of: images (their total makes received = processed + dropped + waiting +
-# rejected_images_total readable from /diagnostics alone), targets, service requests, timer callbacks.
-KINDS = ("images", "targets", "requests", "timers")
+# rejected_images_total readable from /diagnostics alone), targets, service requests, timer callbacks,
+# depth images and camera_info (depth.enabled).
+KINDS = ("images", "targets", "requests", "timers", "depth", "camera_info")
+# What became of the 3D step of a processed frame (depth.enabled): its depth and intrinsics went to the
+# tracker, no depth frame within the pairing tolerance, or no valid camera_info yet. A paired depth frame
+# rejected on decoding (size, data) is counted under rejected_depth.<reason> instead.
+DEPTH_OUTCOMES = ("paired", "unpaired", "no_camera_info")
 
 
 class NodeStats:
@@ -31,6 +36,8 @@ class NodeStats:
         self.resolution_resets = 0
         self.stamp_jumps_back = 0
         self.corrupt_repaired = 0  # JPEGs decoded with libjpeg's repairs (processed)
+        self.depth_received = 0  # depth messages received, valid or not
+        self.depth: Counter[str] = Counter()  # DEPTH_OUTCOMES per processed frame
         self.last: FrameResult | None = None
         self._latency: dict[str, deque[float]] = {}
         self._mark = (time.monotonic(), 0, 0, 0, 0)  # time, images, processed, faults, rejected at last report
@@ -39,6 +46,14 @@ class NodeStats:
         with self._lock:
             self.rejected[kind][reason] += 1
             self.late_image_rejections += late
+
+    def depth_in(self) -> None:
+        with self._lock:
+            self.depth_received += 1
+
+    def depth_frame(self, outcome: str) -> None:
+        with self._lock:
+            self.depth[outcome] += 1
 
     def image_in(self) -> None:
         with self._lock:
@@ -52,8 +67,9 @@ class NodeStats:
             for stage, value in {**result.timings, "total": seconds}.items():
                 self._latency.setdefault(stage, deque(maxlen=_WINDOW)).append(value)
 
-    def status(self, name: str, backend: str, device: str, state: str, received: int, dropped: int) -> DiagnosticStatus:
-        """The report since the previous call (rates) and since start (counts)."""
+    def status(self, name: str, backend: str, device: str, state: str, received: int, dropped: int,
+               depth: bool = False) -> DiagnosticStatus:
+        """The report since the previous call (rates) and since start (counts); ``depth``: with the 3D counts."""
         with self._lock:
             now = time.monotonic()
             t0, images0, processed0, faults0, rejected0 = self._mark
@@ -74,6 +90,9 @@ class NodeStats:
                 "objects_present": sum(o.present for o in last.objects) if last else 0,
                 "objects_absent": sum(not o.present for o in last.objects) if last else 0,
             }
+            if depth:  # depth.enabled
+                values["depth_received"] = self.depth_received
+                values.update({f"depth_{k}": self.depth[k] for k in DEPTH_OUTCOMES})
             for kind, counts in self.rejected.items():
                 values.update({f"rejected_{kind}.{reason}": n for reason, n in sorted(counts.items())})
             for stage, samples in sorted(self._latency.items()):

@@ -2,7 +2,8 @@
 
     configure   read and check the parameters, build the tracker (says which backend and why),
                 create publishers and services, start the worker thread
-    activate    subscribe to ``image`` (or ``image/compressed``) and ``targets``; publish
+    activate    subscribe to ``image`` (or ``image/compressed``) and ``targets`` (and with ``depth.enabled``
+                ``depth`` and ``camera_info``); publish
     deactivate  unsubscribe, drop waiting frames; the tracker keeps its objects
     cleanup     stop the worker, release the tracker
 
@@ -22,6 +23,16 @@ Too many images: the subscription keeps one sample and ``frames.FrameBuffer`` a 
 frames_processed + frames_dropped + frames_waiting + rejected_images_total). No callback raises out of
 the executor (``_guarded``): an unexpected exception is a counted ``internal_error``.
 
+3D (``depth.enabled``): the executor checks a depth image's header (encoding) and holds it in a
+``core.pairing.StampRing`` of ``depth.ring_size``, and keeps the latest valid camera_info's intrinsics.
+The worker pairs the frame it takes with the depth of its stamp (or the nearest within
+``depth.pairing_tolerance_s``), decodes only that one against the frame's size, and steps the session
+with it; no pair or no camera_info yet means no 3D for that frame (counted: ``depth_unpaired``,
+``depth_no_camera_info``). Bad depth or camera_info is a counted, logged rejection of its own kind
+(``rejected_depth.<reason>``, ``rejected_camera_info.<reason>``); tracking goes on without 3D.
+``tracks`` then carries the 3D fields and ``tracks/positions`` (geometry_msgs/PoseArray, the image's
+header) the present objects' centroids.
+
 Degraded states (the session's policies, logged and counted here):
 - frames of another size are refused until the size persists (``tracker.resolution_change_frames``);
   then tracking restarts on it (the objects' masks no longer fit) and targets sent for it start;
@@ -39,6 +50,7 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -47,13 +59,16 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.config import warn_deprecated
+from ..core.depth import DEPTH_ENCODINGS, Intrinsics
 from ..core.factory import Settings, build_tracker
+from ..core.pairing import StampRing
 from ..core.session import Outcome, TrackingSession
 from ..core.targets import Rejection
 from ..core.tracker import HQSMemTracker
@@ -67,6 +82,13 @@ from .overlay import draw_overlay
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 REPEAT_LOG_PERIOD_S = 5.0
+
+
+def sensor_qos() -> QoSProfile:
+    """Sensor-data QoS (best effort, keep last 1), a new profile each time: rclpy writes a subscription's
+    qos_overrides.<topic>.subscription.* parameters into the profile it is given."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 def _guarded(kind: str):
@@ -107,6 +129,9 @@ class TrackerNode(LifecycleNode):
         self._stop = threading.Event()
         self._inputs: list = []
         self._active = False
+        self._depth_ring: StampRing[Image] | None = None  # depth.enabled: raw depth messages by stamp
+        self._depth_lock = threading.Lock()  # the ring: the executor adds, the worker pairs
+        self._intrinsics: Intrinsics | None = None  # of the latest valid camera_info (executor writes)
 
     # -- parameters ------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict[str, str]:
@@ -195,7 +220,7 @@ class TrackerNode(LifecycleNode):
                       f"{type(exc).__name__}: {exc}")
             return FAILURE
         log.info(backend_line)
-        self.session = TrackingSession(tracker)
+        self.session = TrackingSession(tracker, self._settings.depth)
         self._backend_name, self._device = tracker.backend.name, tracker.backend.device
         self._buffer = FrameBuffer(self._config.frame_ring_size)
         self._decode = (functools.partial(convert.decode_compressed, on_repaired=self._on_repaired)
@@ -203,6 +228,10 @@ class TrackerNode(LifecycleNode):
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
         self._label_pub = self.create_lifecycle_publisher(Image, "tracks/label_image", OUTPUT_QOS)
         self._overlay_pub = self.create_lifecycle_publisher(Image, "tracks/overlay", OUTPUT_QOS)
+        depth = self._settings.depth
+        self._depth_ring = StampRing(depth.ring_size) if depth.enabled else None
+        self._positions_pub = (self.create_lifecycle_publisher(PoseArray, "tracks/positions", OUTPUT_QOS)
+                               if depth.enabled else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         # remove_targets and reset wait for the frame in progress (the tracker lock): at most one frame.
@@ -220,20 +249,30 @@ class TrackerNode(LifecycleNode):
         self._last_stamp = None  # before subscribing: the first image of this activation sets it
         # Sensor-data QoS by default; users change it the standard way, through the
         # qos_overrides.<topic>.subscription.{reliability,depth,history} parameters rclpy declares here.
-        # A new profile each time: rclpy writes the overrides into the profile it is given.
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                               durability=DurabilityPolicy.VOLATILE)
+        overridable = QoSOverridingOptions.with_default_policies
+        self._inputs = []
+        if self._depth_ring is not None:
+            # Created before the image subscription: the executor serves ready subscriptions in creation
+            # order, so a depth frame that arrived with its colour frame is held before the worker pairs.
+            self._intrinsics = None
+            self._inputs += [
+                self.create_subscription(Image, "depth", self._on_depth, sensor_qos(),
+                                         qos_overriding_options=overridable()),
+                self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sensor_qos(),
+                                         qos_overriding_options=overridable())]
         # image_transport's naming for compressed input: the remapped base topic + "/compressed".
         image_type, topic = ((CompressedImage, self.resolve_topic_name("image") + "/compressed")
                              if self._config.compressed else (Image, "image"))
-        image_sub = self.create_subscription(image_type, topic, self._on_image, image_qos,
-                                             qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        image_sub = self.create_subscription(image_type, topic, self._on_image, sensor_qos(),
+                                             qos_overriding_options=overridable())
         targets_sub = self.create_subscription(TargetArray, "targets", self._on_targets, OUTPUT_QOS)
-        self._inputs = [image_sub, targets_sub]
+        self._inputs += [image_sub, targets_sub]
         self._active = True
-        qos = image_sub.qos_profile
-        self.get_logger().info(f"active: tracking {image_sub.topic_name} ({qos.reliability.name.lower()}, "
-                               f"{qos.history.name.lower()} {qos.depth})")
+        for sub in self._inputs[:-1]:  # the camera inputs
+            qos = sub.qos_profile
+            what = "tracking" if sub is image_sub else "3D from"
+            self.get_logger().info(f"active: {what} {sub.topic_name} ({qos.reliability.name.lower()}, "
+                                   f"{qos.history.name.lower()} {qos.depth})")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -242,6 +281,9 @@ class TrackerNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._inputs = []
         self._buffer.clear()
+        if self._depth_ring is not None:
+            with self._depth_lock:
+                self._depth_ring.clear()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -263,8 +305,9 @@ class TrackerNode(LifecycleNode):
         self._stop_worker()
         if self.session is None:
             return
-        for pub in (self._tracks_pub, self._label_pub, self._overlay_pub):
-            self.destroy_lifecycle_publisher(pub)
+        for pub in (self._tracks_pub, self._label_pub, self._overlay_pub, self._positions_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
         self.destroy_publisher(self._diag_pub)
         self.destroy_timer(self._diag_timer)
         for srv in self._service_handles:
@@ -314,6 +357,27 @@ class TrackerNode(LifecycleNode):
         if stamp:
             self._last_stamp = stamp
         self._buffer.push(stamp, msg.header, msg, shape)
+
+    @_guarded("depth")
+    def _on_depth(self, msg: Image) -> None:
+        """Header checks only (the size is checked against the colour frame it pairs with); then held."""
+        self._stats.depth_in()
+        if msg.encoding not in DEPTH_ENCODINGS:
+            exc = convert.InputError("depth_encoding", f"depth encoding '{msg.encoding}' is not supported "
+                                                       f"({', '.join(DEPTH_ENCODINGS)})")
+            self._reject(exc, "depth", "rejected depth: ", throttle=True)
+            return
+        with self._depth_lock:
+            self._depth_ring.add(_stamp_ns(msg.header.stamp), msg)
+
+    @_guarded("camera_info")
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        """The latest valid intrinsics win; a bad CameraInfo is rejected and the previous ones are kept."""
+        size = self.session.size or (msg.height, msg.width)  # before the first frame: its size is unknown
+        try:
+            self._intrinsics = convert.camera_info_to_intrinsics(msg, size)
+        except Rejection as exc:
+            self._reject(exc, "camera_info", "rejected camera_info: ", throttle=True)
 
     @_guarded("targets")
     def _on_targets(self, msg: TargetArray) -> None:
@@ -386,11 +450,18 @@ class TrackerNode(LifecycleNode):
         """Count a rejected input (of ``kind``, diagnostics.KINDS) and log it. Throttled (images: a broken
         camera must not flood the log), a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
         self._stats.reject(exc.reason, kind, late)
-        now, key = time.monotonic(), f"{kind}.{exc.reason}"
-        if throttle and now - self._last_logged.get(key, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
+        if throttle:
+            self._warn_throttled(f"{kind}.{exc.reason}", f"{prefix}{exc}")
+        else:
+            self.get_logger().warning(f"{prefix}{exc}")
+
+    def _warn_throttled(self, key: str, text: str) -> None:
+        """Log ``text`` unless a line of the same ``key`` was logged within REPEAT_LOG_PERIOD_S."""
+        now = time.monotonic()
+        if now - self._last_logged.get(key, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
             return
         self._last_logged[key] = now
-        self.get_logger().warning(f"{prefix}{exc}")
+        self.get_logger().warning(text)
 
     def _reject_all(self, errors: list[Rejection], kind: str, prefix: str) -> None:
         """Count every rejection of one message; log one line per reason (its first item and how many more)."""
@@ -422,7 +493,8 @@ class TrackerNode(LifecycleNode):
         start = time.perf_counter()
         try:
             rgb = self._decode(job.frame.pixels)
-            outcome = self.session.step(rgb, job.targets)
+            depth = self._paired_depth(job.frame.stamp_ns, rgb.shape[:2]) if self._depth_ring is not None else None
+            outcome = self.session.step(rgb, job.targets, depth)
         except Rejection as exc:  # counted as a rejected image; its targets wait for the next frame
             self._reject(exc, "images", "rejected image: ", throttle=True, late=True)
             self._buffer.requeue(job.targets)
@@ -432,6 +504,27 @@ class TrackerNode(LifecycleNode):
             self._publish(outcome.result, rgb, job.frame.header)
         finally:  # counted even if publishing fails: received = processed + dropped + waiting must hold
             self._stats.frame_done(outcome.result, time.perf_counter() - start)
+
+    def _paired_depth(self, stamp: int, shape: tuple[int, int]) -> tuple[np.ndarray, Intrinsics] | None:
+        """The decoded depth of the frame stamped ``stamp`` and the intrinsics, or None (counted, logged)."""
+        tolerance = self._settings.depth.pairing_tolerance_s
+        with self._depth_lock:
+            msg = self._depth_ring.pair(stamp, tolerance)
+        intrinsics = self._intrinsics
+        if msg is None or intrinsics is None:
+            outcome, why = (("unpaired", f"no depth frame within {tolerance} s of its stamp") if msg is None else
+                            ("no_camera_info", "no valid camera_info received yet"))
+            self._stats.depth_frame(outcome)
+            self._warn_throttled(f"depth.{outcome}", f"no 3D for the frame stamped {stamp * 1e-9:.9f}: {why} "
+                                                     f"(depth_{outcome})")
+            return None
+        try:
+            metres = convert.depth_to_array(msg, shape)
+        except Rejection as exc:
+            self._reject(exc, "depth", "rejected depth: ", throttle=True)
+            return None
+        self._stats.depth_frame("paired")
+        return metres, intrinsics
 
     def _on_repaired(self, warning: str) -> None:
         """A JPEG that libjpeg-turbo repaired: processed, counted apart, its warning in the ROS log."""
@@ -459,6 +552,8 @@ class TrackerNode(LifecycleNode):
 
     def _publish(self, result, rgb, header) -> None:
         self._tracks_pub.publish(convert.result_to_msg(result, header))
+        if self._positions_pub is not None:
+            self._positions_pub.publish(convert.positions_msg(result, header))
         if self._label_pub.get_subscription_count() > 0:
             labels = convert.label_array(result, rgb.shape[:2], self._config.label_encoding)
             self._label_pub.publish(convert.array_to_image(labels, self._config.label_encoding, header))
@@ -470,7 +565,7 @@ class TrackerNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         state = "active" if self._active else "inactive"
         status = self._stats.status(f"{self.get_name()}: tracking", self._backend_name, self._device, state,
-                                    self._buffer.received, self._buffer.dropped)
+                                    self._buffer.received, self._buffer.dropped, self._depth_ring is not None)
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
 

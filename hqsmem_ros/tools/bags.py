@@ -28,6 +28,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 TARGETS = "hqsmem_ros/msg/TargetArray"
 TRACKS = "hqsmem_ros/msg/TrackedObjectArray"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
@@ -129,20 +130,38 @@ def read(path: Path, topics: Iterable[str]) -> Iterator[BagMessage]:
             yield BagMessage(conn.topic, conn.msgtype, log_time, bytes(raw))
 
 
-def frames_with_targets(path: Path, image_topic: str, targets_topic: str | None = None
-                        ) -> Iterator[tuple[BagMessage, object, list[BagMessage]]]:
-    """(image message, its decoded message, TargetArray messages due before it) per frame, in order.
+def frames_with_targets(path: Path, image_topic: str, targets_topic: str | None = None,
+                        streams: Sequence[str] = ()) -> Iterator[tuple[BagMessage, object, list[BagMessage]]]:
+    """(image message, its decoded message, messages due before it) per frame, in order.
 
     A TargetArray is due before the first frame stamped at or after its own stamp (a zero stamp, "the
     next frame": the first frame logged at or after it), so it goes ahead of the frame it names
-    whatever the order the bag stored them in."""
+    whatever the order the bag stored them in. Messages of ``streams`` (a camera's ``depth``,
+    ``camera_info``) are due, after the targets, before the first frame stamped at or after theirs; they are
+    read in the same pass as the frames, so one must be logged before the frame after the one it belongs to
+    (as a driver's depth is, next to its colour frame)."""
     pending = [(stamp_ns(t.decode().header), t) for t in read(path, [targets_topic])] if targets_topic else []
-    for m in read(path, [image_topic]):
-        msg = m.decode()
+    held: list[tuple[int, BagMessage]] = []  # stream messages not yet due
+
+    def with_due(m: BagMessage, msg):
+        nonlocal pending, held
         stamp = stamp_ns(msg.header)
         due = [t for s, t in pending if (s <= stamp if s else t.log_time <= m.log_time)]
         pending = [(s, t) for s, t in pending if not any(t is d for d in due)]
-        yield m, msg, due
+        due += [x for s, x in held if s <= stamp]
+        held = [(s, x) for s, x in held if s > stamp]
+        return m, msg, due
+
+    frame = None  # the last frame read: yielded once the stream messages logged after it are held
+    for m in read(path, [image_topic, *streams]):
+        if m.topic != image_topic:
+            held.append((stamp_ns(m.decode().header), m))
+            continue
+        if frame is not None:
+            yield with_due(*frame)
+        frame = (m, m.decode())
+    if frame is not None:
+        yield with_due(*frame)
 
 
 def message_count(path: Path, topic: str) -> int:

@@ -1,6 +1,8 @@
 """The demo, end to end over real ROS 2 topics: writes a sample bag (real-photo objects over real
-backgrounds, with ground truth), starts the tracker node (default backend) as a subprocess, replays the
-bag into it in lockstep, records its output, scores it, and draws an overlay video and a plot.
+backgrounds, with an aligned depth stream and camera_info, and ground truth: masks and 3D centroids),
+starts the tracker node (default backend, ``depth.enabled``) as a subprocess, replays the bag into it in
+lockstep, records its output, scores it (J, F, 3D centroid error), and draws an overlay video, a plot of
+IoU and memory, and a plot of estimated against true 3D centroids.
 
 Discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on a ROS domain of its own.
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -42,12 +45,14 @@ class DemoPaths:
     scores_json: Path
     video: Path
     plot: Path
+    positions: Path
     summary: Path
 
     @classmethod
     def under(cls, out: Path) -> "DemoPaths":
         return cls(out / "sample_bag", out / "tracks_bag", out / "node.log", out / "scores.csv",
-                   out / "scores.json", out / "overlay.mp4", out / "plot.png", out / "summary.json")
+                   out / "scores.json", out / "overlay.mp4", out / "plot.png", out / "positions.png",
+                   out / "summary.json")
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -62,13 +67,14 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 class TrackerProcess:
-    """The node as a subprocess, its output in a log file."""
+    """The node as a subprocess with ``depth.enabled``, its output in a log file."""
 
     def __init__(self, backend: str, env: dict[str, str], log: Path):
         self.log = open(log, "w")
         cmd = [sys.executable, "-m", "hqsmem_ros.ros.node", "--ros-args", "-p", f"backend:={backend}",
-               # lockstep replay must not lose a frame in transit
-               "-p", params.image_qos_override("reliability", "reliable")]
+               "-p", "depth.enabled:=true"]
+        for topic in ("/image", "/depth", "/camera_info"):  # lockstep replay must not lose a frame in transit
+            cmd += ["-p", params.image_qos_override("reliability", "reliable", topic)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def died(self) -> str | None:
@@ -160,6 +166,38 @@ def write_plot(report: evaluate.Report, memory_frames: list[tuple[int, int]], pa
     plt.close(fig)
 
 
+def write_positions_plot(gt: evaluate.BagSource, pred: evaluate.BagSource, path: Path) -> int:
+    """Estimated (dots) against true (lines) 3D centroid, x, y and z over the frames, per object; returns how
+    many estimates it drew."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    stamps = gt.frames(gt.sequences()[0])
+    truth = [gt.positions(gt.sequences()[0], s) for s in stamps]
+    estimate = [pred.positions(pred.sequences()[0], s) for s in stamps]
+    ids = sorted({i for frame in truth for i in frame})
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    drawn = 0
+    for k, (ax, name) in enumerate(zip(axes, "xyz")):
+        for n, oid in enumerate(ids):
+            colour = f"C{n}"
+            ax.plot([i for i, t in enumerate(truth) if oid in t], [t[oid][k] for t in truth if oid in t],
+                    color=colour, lw=1.2, label=f"object {oid} true" if k == 0 else None)
+            points = [(i, e[oid][k]) for i, e in enumerate(estimate) if oid in e]
+            drawn += len(points)
+            if points:
+                ax.plot(*zip(*points), ".", color=colour, ms=4, label=f"object {oid} estimated" if k == 0 else None)
+        ax.set_ylabel(f"{name} (m)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("3D centroid in the camera's optical frame (x right, y down, z forward)", fontsize="medium")
+    axes[0].legend(loc="upper left", fontsize="x-small", ncol=max(1, len(ids)))
+    axes[-1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn // 3
+
+
 # -- the run ---------------------------------------------------------------------------------------
 def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 640), kind: str = "occlusion",
              backend: str = "auto", domain_id: int | None = None, startup_timeout: float = 300.0,
@@ -171,7 +209,7 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     for bag in (paths.sample, paths.tracks):  # the demo's own bags from an earlier run
         if bags.is_bag(bag):
             shutil.rmtree(bag)
-    write_sample_bag(paths.sample, kind, frames, size)
+    write_sample_bag(paths.sample, kind, frames, size, depth=True)
     domain_id = domain_id if domain_id is not None else pick_domain_id()
     env = node_env(domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})  # replay's rclpy.init
@@ -186,13 +224,15 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
         node.stop()
 
     gt = evaluate.open_source(paths.sample, None, evaluate.GT_TOPICS)
-    report = evaluate.evaluate(gt, evaluate.open_source(paths.tracks, "tracks", evaluate.PRED_TOPICS))
+    pred = evaluate.open_source(paths.tracks, "tracks", evaluate.PRED_TOPICS)
+    report = evaluate.evaluate(gt, pred)
     evaluate.write_csv(report, paths.scores_csv)
     evaluate.write_json(report, paths.scores_json)
     results = _results_by_stamp(paths.tracks, gt.shape)
     written = write_overlay_video(paths.sample, results, paths.video, fps=10.0)
     memory = [(i, results[s].memory_frames) for i, s in enumerate(gt.frames(paths.sample.name)) if s in results]
     write_plot(report, memory, paths.plot)
+    estimates_3d = write_positions_plot(gt, pred, paths.positions)
 
     backend_line = next((line[line.index("backend "):].strip() for line in paths.node_log.read_text().splitlines()
                          if "backend " in line), "backend: unknown (see the node log)")
@@ -202,6 +242,7 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
                   latency_ms_p90=summary.latency(90), J=overall["J"], F=overall["F"], JF=overall["J&F"],
                   Q=overall["Q"], memory_frames_max=max((m for _, m in memory), default=0),
                   memory_frames_last=memory[-1][1] if memory else 0, node_peak_rss_mb=peak_rss,
+                  estimates_3d=estimates_3d, **{k: overall.get(k, math.nan) for k in evaluate.COLUMNS_3D},
                   video_frames=written, backend=backend_line,
                   files={k: str(v) for k, v in asdict(paths).items()})
     paths.summary.write_text(json.dumps(evaluate.json_safe(result), indent=1))
@@ -212,7 +253,10 @@ def run_demo(out: Path, frames: int | None = 90, size: tuple[int, int] = (480, 6
     print(f"demo: {summary.fps:.2f} fps, J&F {overall['J&F']:.3f} (J {overall['J']:.3f}, F {overall['F']:.3f}), "
           f"Q {overall['Q']:.3f}, memory frames max {result['memory_frames_max']} / last "
           f"{result['memory_frames_last']}{rss}")
-    for name in ("video", "plot", "scores_csv", "tracks", "node_log"):
+    print(f"demo: 3D centroid error (frames with J >= {report.min_j_3d}) median {result['3D_med'] * 1e3:.1f} mm "
+          f"({result['3D_med%']:.2f} % of range), p90 {result['3D_p90'] * 1e3:.1f} mm ({result['3D_p90%']:.2f} %); "
+          f"{estimates_3d} object positions published")
+    for name in ("video", "plot", "positions", "scores_csv", "tracks", "node_log"):
         print(f"demo: {name:<10} {getattr(paths, name)}")
     return result
 

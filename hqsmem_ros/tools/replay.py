@@ -2,7 +2,9 @@
 
 Frames go to ``<ns>/image`` (or ``<ns>/image/compressed`` for a CompressedImage topic) as the bag's own
 CDR bytes; targets come from the bag's ``targets`` topic or from a file (tools/targets_file.py) and are
-sent, acknowledged, before the frame they name. ``<ns>/tracks`` and ``<ns>/tracks/label_image`` are
+sent, acknowledged, before the frame they name. A bag's ``depth`` (Image) and ``camera_info`` go to
+``<ns>/depth`` and ``<ns>/camera_info`` with their stamps, before the colour frame of the same stamp
+(lockstep: acknowledged first), for a node with ``depth.enabled``. ``<ns>/tracks`` and ``<ns>/tracks/label_image`` are
 recorded into a new bag as ``tracks`` and ``tracks/label_image``.
 
 Pacing: by default lockstep (each frame waits for the ``tracks`` message with its stamp, so the node
@@ -29,6 +31,9 @@ from ..ros import params
 from . import bags
 from .targets_file import load_targets
 from .tracker_client import NodeTimeout, TrackerClient
+
+
+RGBD_TOPICS = {"depth": bags.IMAGE, "camera_info": bags.CAMERA_INFO}  # a bag's topics sent beside the frames
 
 
 @dataclass
@@ -74,17 +79,22 @@ def replay(bag: Path, out: Path | None = None, *, rate: float | None = None, tar
         print(f"replay: {bag} has no targets topic and no --targets file: the node tracks nothing "
               "unless targets arrive from elsewhere", file=sys.stderr)
     n_frames = bags.message_count(bag, topic)
+    streams = [t for t, msgtype in RGBD_TOPICS.items() if types.get(t) == msgtype]
 
     recorder = bags.BagWriter(out, storage) if out else None
-    client = TrackerClient("hqsmem_replay", namespace, compressed=compressed, record=recorder is not None)
+    client = TrackerClient("hqsmem_replay", namespace, compressed=compressed, record=recorder is not None,
+                           rgbd=bool(streams))
     summary = ReplaySummary()
     try:
         client.connect(wait_s, abort, targets=bool(file_targets or targets_topic))
         _warn_if_lossy(client)
+        if streams and not any(client.node.count_subscribers(p.topic_name) for p in client.rgbd_pubs):
+            print(f"replay: the node takes no depth (depth.enabled is false): the bag's {' and '.join(streams)} "
+                  "go unused", file=sys.stderr)
         bar = _progress(n_frames, progress)
         start = time.monotonic()
         first_log = None
-        for m, msg, due in bags.frames_with_targets(bag, topic, targets_topic):
+        for m, msg, due in bags.frames_with_targets(bag, topic, targets_topic, streams):
             if rate:  # recorded timing, scaled
                 first_log = m.log_time if first_log is None else first_log
                 delay = start + (m.log_time - first_log) / 1e9 / rate - time.monotonic()
@@ -94,7 +104,10 @@ def replay(bag: Path, out: Path | None = None, *, rate: float | None = None, tar
             if file_targets and not client.sent:
                 client.publish_targets(bags.serialize(bags.targets_msg(file_targets, stamp)))
             for t in due:
-                client.publish_targets(t.raw)
+                if t.topic not in RGBD_TOPICS:
+                    client.publish_targets(t.raw)
+            if rgbd := [(t.topic, t.raw) for t in due if t.topic in RGBD_TOPICS]:
+                client.publish_rgbd(rgbd, acked=rate is None)
             client.publish_image(m.raw, stamp)
             if rate is None:
                 client.wait_for(stamp, frame_timeout, abort)

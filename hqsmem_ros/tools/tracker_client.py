@@ -1,8 +1,9 @@
 """The one DDS client of the tracker node: replay (and through it the demo), the soak and the node tests use it.
 
-It publishes frames (raw or compressed) and targets into the node, subscribes to its tracks (and, when
-recording, its label images) and /diagnostics, spins on its own executor thread, waits for the tracks
-of a given stamp, calls the node's services, and keeps what it sent and what came back by stamp.
+It publishes frames (raw or compressed), targets and (``rgbd``) aligned depth and camera_info into the
+node, subscribes to its tracks (and, when recording, its label images) and /diagnostics, spins on its own
+executor thread, waits for the tracks of a given stamp, calls the node's services, and keeps what it sent
+and what came back by stamp.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -20,7 +21,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..core.types import Target
 from ..msg import TargetArray, TrackedObjectArray
@@ -54,11 +55,12 @@ def dds_context() -> Context:
 
 
 class TrackerClient:
-    """Publishers into the node (``<namespace>/image`` or ``image/compressed``, ``targets``), subscriptions
-    to its outputs, its services; on a context of its own unless given one (which it then leaves running)."""
+    """Publishers into the node (``<namespace>/image`` or ``image/compressed``, ``targets``; with ``rgbd``
+    ``depth`` and ``camera_info``), subscriptions to its outputs, its services; on a context of its own unless
+    given one (which it then leaves running)."""
 
     def __init__(self, name: str = "hqsmem_client", namespace: str = "", *, context: Context | None = None,
-                 compressed: bool = False, depth: int = 10, record: bool = False):
+                 compressed: bool = False, depth: int = 10, record: bool = False, rgbd: bool = False):
         self._own_context = context is None
         self.context = dds_context() if context is None else context
         self.node = rclpy.create_node(name, namespace=namespace.rstrip("/"), context=self.context)
@@ -68,6 +70,8 @@ class TrackerClient:
         self.targets_pub = self.node.create_publisher(TargetArray, "targets", QoSProfile(
             depth=depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.image_topic = self.image_pub.topic_name
+        self.rgbd_pubs = ((self.node.create_publisher(Image, "depth", reliable),
+                           self.node.create_publisher(CameraInfo, "camera_info", reliable)) if rgbd else ())
         self.cond = threading.Condition()  # guards what the executor thread writes below
         self.frames_sent = 0
         self.sent: dict[int, float] = {}        # stamp -> time.monotonic() it was published
@@ -153,8 +157,10 @@ class TrackerClient:
         self._wait(lambda: self.tracks_sub.get_publisher_count() >= max(1, g.count_publishers(tracks))
                    and self.image_pub.get_subscription_count() >= max(1, g.count_subscribers(self.image_topic))
                    and (not targets or self.targets_pub.get_subscription_count()
-                        >= max(1, g.count_subscribers(self.targets_pub.topic_name))), deadline,
-                   "the tracker node's topics did not match", abort)
+                        >= max(1, g.count_subscribers(self.targets_pub.topic_name)))
+                   # depth and camera_info: only where the node takes them (depth.enabled)
+                   and all(p.get_subscription_count() >= g.count_subscribers(p.topic_name) for p in self.rgbd_pubs),
+                   deadline, "the tracker node's topics did not match", abort)
 
     @staticmethod
     def _wait(ready: Callable[[], bool], deadline: float, what: str, abort: Abort) -> None:
@@ -170,6 +176,18 @@ class TrackerClient:
         self.sent[stamp] = time.monotonic()
         self.frames_sent += 1
         self.image_pub.publish(image)
+
+    def publish_rgbd(self, messages: Iterable[tuple[str, Any]], acked: bool = True) -> None:
+        """Publish (topic, message or its CDR bytes) pairs, topic ``depth`` or ``camera_info``, in order, ahead of
+        the colour frame of their stamp; ``acked``: then wait until the node has them all (lockstep: none is still
+        in transit when the colour frame arrives; one wait for all, their deliveries overlap)."""
+        pubs = {p.topic_name.rsplit("/", 1)[-1]: p for p in self.rgbd_pubs}
+        sent = {}
+        for topic, msg in messages:
+            pubs[topic].publish(msg)
+            sent[topic] = pubs[topic]
+        for pub in sent.values() if acked else ():
+            pub.wait_for_all_acked(Duration(seconds=5))
 
     def publish_targets(self, targets) -> None:
         """Publish a TargetArray (a message, or its CDR bytes) and wait until the node has acknowledged it."""
