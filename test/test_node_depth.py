@@ -129,7 +129,7 @@ def test_paired_unpaired_and_rejected_depth_over_dds(node_process, probe):
     # a CameraInfo with a zero focal length: rejected, the last valid intrinsics stay in use
     uncalibrated = bags.serialize(bags.camera_info_msg(Intrinsics(0.0, 0.0, 160.0, 120.0), SIZE, stamp(11)))
     assert_3d(11, track(11, info=uncalibrated))
-    probe.wait_log("rejected camera_info: camera_info: focal length must be positive (fx=0.0, fy=0.0)")
+    probe.wait_log("rejected camera_info: focal length must be positive (fx=0.0, fy=0.0)")
     # 32FC1 metres
     assert_3d(12, track(12, depth=float_depth(seq.rgbd(12)[2], stamp(12))))
 

@@ -30,6 +30,7 @@ ENCODINGS: dict[str, tuple[int, type]] = {
     "mono8": (1, np.uint8), "mono16": (1, np.uint16), "8UC1": (1, np.uint8), "8UC3": (3, np.uint8),
 }
 MASK_ENCODINGS = ("mono8", "8UC1")
+_DEPTH_TYPES: dict[str, tuple[int, type]] = {"16UC1": (1, np.uint16), "32FC1": (1, np.float32)}
 MAX_ID = 65535
 MAX_REQUEST_ITEMS = 4096  # targets or ids in one message or request; more is rejected whole
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,13 +50,15 @@ def _check_size(width: int, height: int, max_pixels: int | None, what: str) -> t
     return height, width
 
 
-def image_shape(msg: Image, encodings: tuple[str, ...] | None = None, max_pixels: int | None = None) -> tuple[int, int]:
-    """(H, W) of a raw Image after every check that needs no copy of its data (cheap: header and length)."""
-    allowed = encodings or tuple(ENCODINGS)
+def image_shape(msg: Image, encodings: tuple[str, ...] | None = None, max_pixels: int | None = None,
+                types: dict[str, tuple[int, type]] = ENCODINGS) -> tuple[int, int]:
+    """(H, W) of a raw Image after every check that needs no copy of its data (cheap: header and length);
+    ``types``: encoding -> (channels, dtype) of the images this input takes (colour frames by default)."""
+    allowed = encodings or tuple(types)
     if msg.encoding not in allowed:
         raise InputError("encoding", f"encoding '{msg.encoding}' is not supported ({', '.join(allowed)})")
     shape = _check_size(msg.width, msg.height, max_pixels, "image")
-    channels, dtype = ENCODINGS[msg.encoding]
+    channels, dtype = types[msg.encoding]
     row = msg.width * channels * np.dtype(dtype).itemsize
     if msg.step < row:
         raise InputError("step", f"step {msg.step} is shorter than a {msg.encoding} row of width {msg.width} "
@@ -66,10 +69,11 @@ def image_shape(msg: Image, encodings: tuple[str, ...] | None = None, max_pixels
     return shape
 
 
-def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None) -> np.ndarray:
+def image_to_array(msg: Image, encodings: tuple[str, ...] | None = None,
+                   types: dict[str, tuple[int, type]] = ENCODINGS) -> np.ndarray:
     """The pixels of ``msg`` as (H, W) or (H, W, C) in the encoding's own dtype and channel order."""
-    image_shape(msg, encodings)
-    channels, dtype = ENCODINGS[msg.encoding]
+    image_shape(msg, encodings, types=types)
+    channels, dtype = types[msg.encoding]
     row = msg.width * channels * np.dtype(dtype).itemsize
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
     order = ">" if msg.is_bigendian else "<"
@@ -156,21 +160,23 @@ def decode_compressed(msg: CompressedImage, on_repaired: Callable[[str], None] |
 
 
 # -- depth -------------------------------------------------------------------------------------------
-def depth_to_array(msg: Image, shape: tuple[int, int]) -> np.ndarray:
-    """float32 metres (NaN = hole) of a depth Image aligned to colour frames of ``shape`` = (H, W)."""
+def check_depth_encoding(msg: Image) -> None:
+    """The header check a depth Image gets on arrival: ``depth_encoding`` unless 16UC1 or 32FC1."""
     if msg.encoding not in DEPTH_ENCODINGS:
         raise InputError("depth_encoding", f"depth encoding '{msg.encoding}' is not supported "
                                            f"({', '.join(DEPTH_ENCODINGS)})")
+
+
+def depth_to_array(msg: Image, shape: tuple[int, int]) -> np.ndarray:
+    """float32 metres (NaN = hole) of a depth Image aligned to colour frames of ``shape`` = (H, W)."""
+    check_depth_encoding(msg)
     if (msg.height, msg.width) != tuple(shape):
         raise InputError("depth_size", f"depth is {msg.width}x{msg.height}, the colour frame {shape[1]}x{shape[0]} "
                                        "(the depth must be aligned to the colour camera)")
-    dtype = np.dtype(np.uint16 if msg.encoding == "16UC1" else np.float32)
-    row = msg.width * dtype.itemsize
-    if msg.step < row or len(msg.data) != msg.step * msg.height:
-        raise InputError("depth_data", f"depth data is {len(msg.data)} bytes with step {msg.step}, expected at "
-                                       f"least {row} bytes per row times {msg.height} rows")
-    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row]
-    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
+    try:  # the raw Image checks (step, data length) and decoding, with the depth encodings' types
+        pixels = image_to_array(msg, types=_DEPTH_TYPES)
+    except InputError as exc:
+        raise InputError("depth_data", f"depth {exc}") from None
     return depth_metres(pixels, msg.encoding)
 
 
@@ -182,8 +188,8 @@ def camera_info_to_intrinsics(msg: CameraInfo, shape: tuple[int, int]) -> Intrin
                                         f"{shape[1]}x{shape[0]}")
     try:
         return intrinsics_from_k(msg.k)
-    except Rejection as exc:
-        raise InputError(exc.reason, f"camera_info: {exc}") from None
+    except Rejection as exc:  # this module's inputs are refused as InputError (the log's prefix names the topic)
+        raise InputError(exc.reason, str(exc)) from None
 
 
 def _fill_3d(msg: TrackedObject, obj: Object3D) -> None:

@@ -66,7 +66,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.config import warn_deprecated
-from ..core.depth import DEPTH_ENCODINGS, Intrinsics
+from ..core.depth import Intrinsics
 from ..core.factory import Settings, build_tracker
 from ..core.pairing import StampRing
 from ..core.session import Outcome, TrackingSession
@@ -362,9 +362,9 @@ class TrackerNode(LifecycleNode):
     def _on_depth(self, msg: Image) -> None:
         """Header checks only (the size is checked against the colour frame it pairs with); then held."""
         self._stats.depth_in()
-        if msg.encoding not in DEPTH_ENCODINGS:
-            exc = convert.InputError("depth_encoding", f"depth encoding '{msg.encoding}' is not supported "
-                                                       f"({', '.join(DEPTH_ENCODINGS)})")
+        try:
+            convert.check_depth_encoding(msg)
+        except Rejection as exc:
             self._reject(exc, "depth", "rejected depth: ", throttle=True)
             return
         with self._depth_lock:
