@@ -68,51 +68,31 @@ def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int =
 
 class _Node:
     """The tracker node as a subprocess, started with ``env`` and ``params`` and tracking the sequence's
-    objects, with a client that reads its /diagnostics and (``lockstep``) its tracks."""
+    objects, driven through the project's DDS client (its /diagnostics, and in lockstep its tracks)."""
 
     def __init__(self, env: dict, params: list[str], width: int, height: int, n_objects: int):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
         from std_msgs.msg import Header
 
-        from ..msg import TargetArray, TrackedObjectArray
         from ..ros.convert import targets_to_msg
+        from .tracker_client import TrackerClient
 
         args = [sys.executable, "-m", "hqsmem_ros.ros.node"] + (["--ros-args"] + params if params else [])
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.client = rclpy.create_node("delivery_benchmark")
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.diagnostics: list = []
-        self.tracks: list[int] = []
-        self.client.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(
-            (time.monotonic(), {kv.key: kv.value for kv in m.status[0].values})), reliable)
-        self.client.create_subscription(TrackedObjectArray, "tracks", lambda m: self.tracks.append(
-            m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), reliable)
-        self.images = self.client.create_publisher(Image, "image", reliable)
-        self.targets = targets = self.client.create_publisher(TargetArray, "targets", reliable)
-        deadline = time.monotonic() + 90
-        while targets.get_subscription_count() == 0:
-            self.spin()
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the node did not come up: {self.proc.stderr.read() if self.proc.poll() else ''}")
+        self.client = TrackerClient("delivery_benchmark")
+        self.client.connect(timeout=90, abort=self._died)
         self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
         self.sent = 0  # lockstep frames so far: each call goes on with new stamps (old ones would be refused)
-        targets.publish(targets_to_msg(self.seq.targets(), Header()))
+        self.client.publish_targets(targets_to_msg(self.seq.targets(), Header()))
 
-    def spin(self, seconds: float = 0.1) -> None:
-        import rclpy
-        rclpy.spin_once(self.client, timeout_sec=seconds)
+    def _died(self) -> str | None:
+        return None if self.proc.poll() is None else f"the node exited: {self.proc.stderr.read()}"
 
-    def diagnostics_after(self, after: float, timeout: float = 10.0) -> dict[str, str]:
-        """The node's first diagnostics values published after ``after`` (monotonic)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.spin()
-            if self.diagnostics and self.diagnostics[-1][0] > after:
-                return self.diagnostics[-1][1]
-        raise RuntimeError("the node published no diagnostics")
+    def diagnostics_after(self, after: float, timeout: float = 10.0) -> tuple[float, dict[str, str]]:
+        """(when it arrived, time.monotonic(); its values): the node's first diagnostics report published after
+        ``after`` (monotonic)."""
+        time.sleep(max(0.0, after - time.monotonic()))
+        values = self.client.latest_diagnostics(timeout)
+        return time.monotonic(), values
 
     def lockstep_fps(self, n_frames: int) -> float:
         """Frames per second when each frame waits for its tracks message."""
@@ -126,16 +106,13 @@ class _Node:
             stamp = self.sent * 1_000_000_000 // 30
             msg = frames[self.sent % len(frames)]
             msg.header = Header(stamp=stamp_msg(stamp), frame_id="cam")
-            self.images.publish(msg)
-            deadline = time.monotonic() + 30
-            while stamp not in self.tracks:
-                self.spin(0.005)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no tracks for lockstep frame {self.sent}")
+            self.client.publish_image(msg, stamp)
+            if not self.client.wait_for(stamp, 30, self._died):
+                raise RuntimeError(f"no tracks for lockstep frame {self.sent}")
         return n_frames / (time.monotonic() - start)
 
     def close(self) -> None:
-        self.client.destroy_node()
+        self.client.close()
         self.proc.terminate()
         self.proc.wait(30)
 
@@ -163,10 +140,10 @@ def run_case(width: int, height: int, rate: float, seconds: float, setup: str, b
     node_env, camera_env = _envs(setup, builtin_profile)
     node = _Node(node_env, [], width, height, 1)
     try:
-        before = int(node.diagnostics_after(time.monotonic())["frames_received"])
+        before = int(node.diagnostics_after(time.monotonic())[1]["frames_received"])
         n_frames = int(round(rate * seconds))
         subprocess.run(_camera_command(width, height, rate, n_frames, 1), env=camera_env, check=True)
-        values = node.diagnostics_after(time.monotonic() + 1.0)
+        _, values = node.diagnostics_after(time.monotonic() + 1.0)
         received = int(values["frames_received"]) - before
         return {"size": f"{width}x{height}", "rate": rate, "setup": setup, "sent": n_frames, "received": received,
                 "share": received / n_frames, "processed": int(values["frames_processed"]),
@@ -197,13 +174,11 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
     try:
         cam = subprocess.Popen(_camera_command(width, height, rate, int(seconds * 1000), n_objects), env=camera_env)
         try:  # measured from the first diagnostics with frames arriving, for ``seconds``
-            first = node.diagnostics_after(time.monotonic(), timeout=60)
+            t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
             while int(first["frames_received"]) == 0:
-                first = node.diagnostics_after(time.monotonic(), timeout=60)
-            t0 = node.diagnostics[-1][0]
+                t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
             cpu0 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
-            last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
-            t1 = node.diagnostics[-1][0]
+            t1, last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
             cpu1 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
         finally:
             cam.kill()
@@ -239,15 +214,15 @@ def single_input_peaks(width: int, height: int, n_objects: int, builtin_profile:
             ("4096x2160 mono16 frame", array_to_image(np.zeros(big, np.uint16), "mono16")),
         ]
         for what, msg in inputs:
-            received = int(node.diagnostics_after(time.monotonic())["frames_received"])
+            received = int(node.diagnostics_after(time.monotonic())[1]["frames_received"])
             msg.header = Header(stamp=stamp_msg(0), frame_id="cam")
-            node.images.publish(msg)
-            while int(node.diagnostics_after(time.monotonic())["frames_received"]) <= received:
+            node.client.publish_image(msg, 0)
+            while int(node.diagnostics_after(time.monotonic())[1]["frames_received"]) <= received:
                 pass
             node.lockstep_fps(5)
             rows.append((what, peak_rss_mb(node.proc.pid)))
         many = [Target(i, box=(0.0, 0.0, 10.0, 10.0)) for i in range(1, MAX_REQUEST_ITEMS + 1)]
-        node.targets.publish(targets_to_msg(many, Header()))
+        node.client.publish_targets(targets_to_msg(many, Header()))
         node.lockstep_fps(5)
         rows.append((f"TargetArray of {MAX_REQUEST_ITEMS} targets", peak_rss_mb(node.proc.pid)))
     finally:
@@ -273,8 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         w, h, rate, n, objects = args.camera
         camera(int(w), int(h), float(rate), int(n), int(objects))
         return 0
-    import rclpy
-    rclpy.init()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         builtin = Path(tmp) / "builtin.xml"
@@ -284,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
             steady = rows[0][1]
             for what, mb in rows:
                 print(f"{what:<36} peak RSS {mb:7.0f} MB  ({mb / steady:.2f} x steady)")
-            rclpy.shutdown()
             return 0
         if args.flood:
             r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate)
@@ -293,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
                   f"{r['peak_rss_flood_mb']:.0f} MB flood; CPU cores used during the flood: camera "
                   f"{r['camera_cores']:.2f}, node {r['node_cores']:.2f} (of {os.cpu_count()})")
-            rclpy.shutdown()
             return 0
         print(f"{'size':<11}{'rate':>6}  {'setup':<9}{'sent':>6}{'received':>10}{'share':>8}{'processed':>11}")
         for size in args.sizes:
@@ -304,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(f"{row['size']:<11}{rate:>6.0f}  {setup:<9}{row['sent']:>6}{row['received']:>10}"
                           f"{row['share']:>8.1%}{row['processed']:>11}", flush=True)
-    rclpy.shutdown()
     return 0
 
 
