@@ -38,9 +38,10 @@ def test_bad_values_are_refused_with_the_reason(values, message):
         from_flat(Settings(), values)
 
 
-# The previous release's flat CPU settings and their defaults, as that release declared them.
+# The previous release's flat CPU settings and their defaults, as that release declared them (but threads:
+# 2 then, 0 = auto now, deliberately).
 FLAT_CPU_DEFAULTS = dict(
-    threads=2, work_short_side=288, flow=True, flow_preset="ultrafast", flow_finest_scale=0, motion_model="similarity",
+    threads=0, work_short_side=288, flow=True, flow_preset="ultrafast", flow_finest_scale=0, motion_model="similarity",
     correction=True, veto_logit=3.0, veto_logit_partial=6.0, adopt_logit=4.0, regrow_below=0.7, color_vote=0.5,
     color_band=0.5, refine_below=0.9, refine_accept=0.8, fragment_below=0.15, search_margin=0.5, top_k=3,
     novel_similarity=0.4, temperature=0.05, redetect=True, redetect_similarity=0.6, redetect_min_size=0.25,

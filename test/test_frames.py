@@ -123,3 +123,13 @@ def test_requeued_targets_yield_to_newer_ones():
     buf.requeue([Target(1, "older"), Target(3, "three")])
     push(buf, 1)
     assert sorted((t.obj_id, t.label) for t in buf.take(0.1).targets) == [(1, "newer"), (3, "three")]
+
+
+def test_a_frame_is_wanted_only_while_the_worker_waits_and_none_is_fresh():
+    waits = []
+    buf = FrameBuffer(4, on_wait=lambda: waits.append(buf.wants_frame()))
+    assert not buf.wants_frame()  # the worker is not waiting yet
+    assert buf.take(0.01) is None and waits == [True]  # it waited: the node's executor was told, and wanted one
+    assert not buf.wants_frame()  # gave up: the subscription stays out of the wait set again
+    threading.Timer(0.05, push, (buf, 1)).start()
+    assert buf.take(5).frame.stamp_ns == 1

@@ -12,6 +12,7 @@ import itertools
 import os
 import signal
 import struct
+import time
 import zlib
 
 import cv2
@@ -174,3 +175,34 @@ def test_compressed_bombs_truncations_and_junk_from_a_hostile_process(node_proce
     finally:
         probe.node.destroy_publisher(pub)
     assert node.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_waits_in_the_subscription_queue_and_every_frame_is_counted(node_process, probe):
+    """Valid frames as fast as another process can publish them, on the default best-effort subscription:
+    the executor takes only the frames the worker takes at once; the others are overwritten in the queue and
+    counted from the publisher's sequence numbers, and the books still balance."""
+    node = node_process(*NODE)
+    probe.connect(timeout=90)
+    probe.send_targets(SEQ.targets(), 0)
+    probe.publish_frame(SEQ.frame(0)[0], next_stamp())  # the first frame: the sequence numbers count from it
+    probe.wait_tracks(1, timeout=30)
+    sent = 400
+    for i in range(sent):
+        probe.publish_frame(SEQ.frame(i % len(SEQ))[0], next_stamp())
+    time.sleep(1.0)
+    # One more once the flood is over: frames sent after the last one received could not be counted.
+    probe.publish_frame(SEQ.frame(1)[0], next_stamp())
+
+    def settled():
+        d = probe.latest_diagnostics()
+        return int(d["frames_waiting"]) == 0 and \
+            int(d["frames_received"]) + int(d["frames_dropped_in_queue"]) == sent + 2 and d
+    diag = wait_until(settled, 20, "every frame sent taken or counted as overwritten in the queue")
+    received = int(diag["frames_received"])
+    assert received < sent // 2 and int(diag["frames_dropped_in_queue"]) > sent // 2  # not converted, counted
+    assert received == int(diag["frames_processed"]) + int(diag["frames_dropped"]) \
+        + int(diag["rejected_images_total"])
+    assert len(probe.tracks) == int(diag["frames_processed"])  # one output per processed frame
+    assert [o.id for o in probe.tracks[-1].objects] == [1] and probe.tracks[-1].objects[0].present
+    assert node.proc.poll() is None, node.stderr

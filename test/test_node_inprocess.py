@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -205,19 +206,20 @@ def test_services_add_remove_readd_and_reset(tracker, probe):
     assert list(probe.tracks[-1].objects) == [] and probe.tracks[-1].frame_index == 0
 
 
-def test_a_target_stamped_with_a_held_frame_starts_on_that_frame(tracker, probe):
+def test_a_target_stamped_with_the_frame_waiting_in_the_queue_starts_on_that_frame(tracker, probe):
     node = tracker()
-    with node.session._lock:  # hold the worker (busy with frame 0) so that frames 1..3 wait; name frame 1
-        for i in range(4):  # one by one: the image subscription keeps one sample
+    with node.session._lock:  # hold the worker, busy with frame 0: frames 1..3 wait in the subscription's queue
+        probe.publish_frame(SEQ.frame(0)[0], NS)
+        wait_until(lambda: node._buffer.received == 1, 5, "frame 0 taken")
+        for i in range(1, 4):
             probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS)
-            wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} held")
-        probe.targets_pub.publish(targets_msg(SEQ.targets(), 2 * NS))
-        probe.wait_log("(stamp 2.000000000) start on their frame (held, not processed yet)")
+        probe.targets_pub.publish(targets_msg(SEQ.targets(), 4 * NS))  # named after frame 3, the newest
+        probe.wait_log("(stamp 4.000000000) start on the next frame processed: no held frame has that stamp")
+        time.sleep(0.3)  # frame 3 reaches the node's reader (keep last 1: it overwrites frames 1 and 2)
     wait_until(lambda: probe.tracks and probe.tracks[-1].header.stamp.sec == 4, 5, "the newest frame's tracks")
-    by_stamp = {t.header.stamp.sec: t for t in probe.tracks}
-    assert [o.id for o in by_stamp[2].objects] == [1, 2]  # started on the frame the targets named,
-    assert 3 not in by_stamp  # then the newest frame: frame 2 was dropped
-    assert iou(full_mask(by_stamp[2].objects[0], SIZE), SEQ.targets()[0].mask) > 0.99  # the given mask
+    assert [t.header.stamp.sec for t in probe.tracks] == [1, 4]
+    assert [o.id for o in probe.tracks[-1].objects] == [1, 2]  # the targets started on frame 3,
+    assert iou(full_mask(probe.tracks[-1].objects[0], SIZE), SEQ.targets()[0].mask) > 0.99  # with the given mask
 
 
 def test_dynamic_parameters_apply_and_fixed_ones_are_refused_with_a_reason(tracker, probe):
@@ -421,21 +423,23 @@ def test_duplicate_and_older_stamps_are_rejected_and_a_restarted_clock_is_accept
     assert int(diag["frames_received"]) == 7 and diag["frames_processed"] == "5"
 
 
-def test_a_flood_of_images_stays_bounded_and_every_drop_is_counted(tracker, probe):
-    node = tracker(frame_ring_size=4)
+def test_a_flood_of_images_waits_in_the_queue_and_every_drop_is_counted(tracker, probe):
+    node = tracker()
     probe.send_targets(SEQ.targets(), 0)
     sent = 30
-    with node.session._lock:  # the worker is stuck on its first frame: everything else floods the buffer
-        for i in range(sent):  # one by one: the image subscription keeps one sample
+    with node.session._lock:  # the worker is stuck on its first frame: the others flood the subscription
+        probe.publish_frame(SEQ.frame(0)[0], NS // 100)
+        wait_until(lambda: node._buffer.received == 1, 5, "frame 0 taken")
+        for i in range(1, sent):
             probe.publish_frame(SEQ.frame(i)[0], (i + 1) * NS // 100)
-            wait_until(lambda: node._buffer.received == i + 1, 5, f"frame {i} received")
-            assert len(node._buffer._ring) <= 4
-        assert node._buffer.dropped >= sent - 4 - 1
-    diag = wait_until(lambda: (d := probe.latest_diagnostics()) and d["frames_waiting"] == "0" and d, 10,
-                      "the buffer to drain")
-    received, processed, dropped = (int(diag[k]) for k in ("frames_received", "frames_processed", "frames_dropped"))
-    assert received == sent and processed + dropped == sent and processed <= 4 + 1
-    wait_until(lambda: len(probe.tracks) == processed, 5, "one tracks message per processed frame")
+        time.sleep(0.3)  # they reach the node's reader, each overwriting the one before (keep last 1)
+        assert node._buffer.received == 1  # none taken or converted while the worker could not take it
+    diag = wait_until(lambda: (d := probe.latest_diagnostics()) and d["frames_processed"] == "2" and d, 10,
+                      "the newest frame processed")
+    assert {k: int(diag[k]) for k in ("frames_received", "frames_dropped", "frames_waiting",
+                                      "frames_dropped_in_queue")} == {
+        "frames_received": 2, "frames_dropped": 0, "frames_waiting": 0, "frames_dropped_in_queue": sent - 2}
+    wait_until(lambda: len(probe.tracks) == 2, 5, "one tracks message per processed frame")
     assert probe.tracks[-1].header.stamp.nanosec == sent * NS // 100  # the newest frame is processed last
 
 
@@ -467,7 +471,7 @@ def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
         probe.image_pub.publish(image_msg(SEQ.frame(0)[0], NS))
         wait_until(lambda: node._buffer.received == 1, 5, "the frame")
         rclpy.try_shutdown(context=context)
-    wait_until(lambda: not node._worker.is_alive(), 5, "the worker to end")
+    wait_until(lambda: node._worker.done(), 5, "the worker to end")
     running.close()
     assert thread_errors == []
 
@@ -488,5 +492,5 @@ def test_an_error_outside_the_tracker_is_logged_and_the_next_frame_goes_on(track
     probe.publish_frame(SEQ.frame(1)[0], 5 * NS)
     probe.wait_log("failed outside the tracker: RuntimeError: cannot build tracks")
     publish_sequence(probe, [2], targets_on=-1)
-    assert len(probe.tracks) == 2 and node._worker.is_alive()
+    assert len(probe.tracks) == 2 and not node._worker.done()
     assert probe.latest_diagnostics()["frames_processed"] == "3"

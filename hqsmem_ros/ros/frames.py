@@ -7,7 +7,10 @@ newer frames), otherwise the targets start on the next frame processed, as do ze
 unknown-stamped targets. Received = processed + dropped + waiting, at every moment.
 
 A frame is held as it arrived (e.g. the image message): only the frame the worker takes is decoded,
-so frames that will be dropped cost no decode. Targets for an id already waiting replace it (the
+so frames that will be dropped cost no decode. ``wants_frame`` says whether a new frame would be taken at
+once (the worker waits and none is fresh): the node lets the executor take an image message only then, so
+that under a flood the others wait, and are overwritten, in the subscription's queue instead of being
+converted (``on_wait`` tells the node when the worker starts waiting). Targets for an id already waiting replace it (the
 latest wins: one initialisation per id and frame).
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -39,8 +42,10 @@ class Job:
 
 
 class FrameBuffer:
-    def __init__(self, ring_size: int):
+    def __init__(self, ring_size: int, on_wait: Callable[[], None] = lambda: None):
         self._cond = threading.Condition()
+        self._on_wait = on_wait
+        self._worker_waiting = False
         self._ring: deque[HeldFrame] = deque()
         self._ring_size = ring_size
         self._taken = -1  # seq of the last frame handed to the worker
@@ -113,11 +118,21 @@ class FrameBuffer:
                 self.dropped += sum(f.seq > self._taken for f in self._ring)
                 self._taken = self.received - 1
 
+    def wants_frame(self) -> bool:
+        """Whether a frame pushed now would be taken at once: the worker waits and no frame is fresh."""
+        with self._cond:
+            return self._worker_waiting and not self._fresh()
+
     def take(self, timeout: float) -> Job | None:
         """The next job: the oldest untaken frame that targets are waiting for, else the newest."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._ring and self._ring[-1].seq > self._taken, timeout):
-                return None
+            if not self._fresh():
+                self._worker_waiting = True
+                self._on_wait()
+                fresh = self._cond.wait_for(self._fresh, timeout)
+                self._worker_waiting = False
+                if not fresh:
+                    return None
             fresh = [f for f in self._ring if f.seq > self._taken]
             chosen = next((f for f in fresh if self._for_frame.get(f.seq)), fresh[-1])
             self.dropped += sum(f.seq < chosen.seq for f in fresh)
@@ -129,6 +144,9 @@ class FrameBuffer:
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+    def _fresh(self) -> bool:
+        return bool(self._ring) and self._ring[-1].seq > self._taken
 
     def _find(self, stamp_ns: int) -> HeldFrame | None:
         return next((f for f in reversed(self._ring) if f.stamp_ns == stamp_ns), None)

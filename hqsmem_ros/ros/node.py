@@ -18,9 +18,12 @@ since the tracker only steps forward in time; a stamp more than ``convert.STAMP_
 is a restarted clock (bag loop, simulation reset): accepted, logged, counted as ``stamp_jumps_back``,
 objects kept. Zero stamps are never checked; activation restarts the ordering.
 
-Too many images: the subscription keeps one sample and ``frames.FrameBuffer`` a ring of
-``frame_ring_size``; frames the worker skips are dropped and counted (frames_received =
-frames_processed + frames_dropped + frames_waiting + rejected_images_total). No callback raises out of
+Too many images: the executor takes an image message only when the worker would take it at once
+(``gate.FrameGate``); until then frames wait in the subscription's queue (sensor-data QoS: keep last 1,
+so the newest) and the ones overwritten there are counted from the publishers' sequence numbers
+(``frames_dropped_in_queue``). ``frames.FrameBuffer`` holds the last ``frame_ring_size`` frames taken;
+any it skips are dropped and counted (frames_received = frames_processed + frames_dropped +
+frames_waiting + rejected_images_total). No callback raises out of
 the executor (``_guarded``): an unexpected exception is a counted ``internal_error``.
 
 3D (``depth.enabled``): the executor checks a depth image's header (encoding) and holds it in a
@@ -48,17 +51,19 @@ import functools
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.exceptions import InvalidHandle, InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.subscription import MessageInfo
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -77,6 +82,7 @@ from ..srv import AddTargets, RemoveTargets
 from . import convert, params, transport
 from .diagnostics import NodeStats
 from .frames import FrameBuffer, Job
+from .gate import FrameGate
 from .overlay import draw_overlay
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -103,7 +109,7 @@ def _guarded(kind: str):
                 self._stats.reject("internal_error", kind)
                 self.get_logger().error(f"{callback.__name__[1:]}: internal_error: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=REPEAT_LOG_PERIOD_S)
-                if len(args) == 2:  # a service: (request, response)
+                if kind == "requests":  # a service: (request, response)
                     response = args[1]
                     response.success, response.message = False, f"internal_error: {type(exc).__name__}: {exc}"
                     return response
@@ -125,7 +131,8 @@ class TrackerNode(LifecycleNode):
         self._last_logged: dict[str, float] = {}
         self.session: TrackingSession | None = None
         self._last_stamp: int | None = None  # of the last accepted image (executor side)
-        self._worker: threading.Thread | None = None
+        self._compute: ThreadPoolExecutor | None = None  # the worker's one thread (configure builds on it)
+        self._worker: Future | None = None  # the frame loop (``_work``) running there
         self._stop = threading.Event()
         self._inputs: list = []
         self._active = False
@@ -213,16 +220,22 @@ class TrackerNode(LifecycleNode):
             log.error(f"configure failed: parameter {problem}")
         if problems:
             return FAILURE
+        # Built on the thread that will track: torch's OpenMP keeps a thread pool per calling thread, and with
+        # a second one (building on the executor thread made it) libgomp throttles its spin-waits when threads
+        # outnumber cores: 78 -> 105 ms per frame with 3 objects on 2 cores, the same tracker and frames.
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hqsmem_worker")
         try:
-            tracker, backend_line = self._build_tracker(self._settings)
+            tracker, backend_line = self._compute.submit(self._build_tracker, self._settings).result()
         except Exception as exc:  # any backend may fail to build (weights, device): say so, stay unconfigured
             log.error(f"configure failed: building the tracker (backend={self._settings.backend}): "
                       f"{type(exc).__name__}: {exc}")
+            self._compute.shutdown()
+            self._compute = None
             return FAILURE
         log.info(backend_line)
         self.session = TrackingSession(tracker, self._settings.depth)
         self._backend_name, self._device = tracker.backend.name, tracker.backend.device
-        self._buffer = FrameBuffer(self._config.frame_ring_size)
+        self._buffer = FrameBuffer(self._config.frame_ring_size, on_wait=self._wake_executor)
         self._decode = (functools.partial(convert.decode_compressed, on_repaired=self._on_repaired)
                         if self._config.compressed else convert.decode_image)
         self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, "tracks", OUTPUT_QOS)
@@ -241,8 +254,7 @@ class TrackerNode(LifecycleNode):
             self.create_service(Trigger, "reset", self._on_reset),
         ]
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="hqsmem_worker", daemon=True)
-        self._worker.start()
+        self._worker = self._compute.submit(self._work)
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -263,8 +275,10 @@ class TrackerNode(LifecycleNode):
         # image_transport's naming for compressed input: the remapped base topic + "/compressed".
         image_type, topic = ((CompressedImage, self.resolve_topic_name("image") + "/compressed")
                              if self._config.compressed else (Image, "image"))
+        self._stats.publishers_reset()  # a new subscription: frames sent while inactive were never offered
         image_sub = self.create_subscription(image_type, topic, self._on_image, sensor_qos(),
-                                             qos_overriding_options=overridable())
+                                             qos_overriding_options=overridable(),
+                                             callback_group=FrameGate(self._buffer.wants_frame))
         targets_sub = self.create_subscription(TargetArray, "targets", self._on_targets, OUTPUT_QOS)
         self._inputs += [image_sub, targets_sub]
         self._active = True
@@ -318,8 +332,8 @@ class TrackerNode(LifecycleNode):
         if self._worker is not None:
             self._stop.set()
             self._buffer.wake()
-            self._worker.join()
-            self._worker = None
+            self._compute.shutdown()  # waits for the frame loop to end
+            self._worker = self._compute = None
 
     def start(self) -> bool:
         """configure + activate (the executable's autostart); False if either fails."""
@@ -330,9 +344,19 @@ class TrackerNode(LifecycleNode):
         self.destroy_node()
 
     # -- inputs (executor thread) ----------------------------------------------------------------
+    def _wake_executor(self) -> None:
+        """The worker waits for a frame (``FrameGate``): the executor rebuilds its wait set with the image
+        subscription in it."""
+        executor = self.executor
+        try:
+            if executor is not None:
+                executor.wake()
+        except InvalidHandle:  # the executor is shutting down
+            pass
+
     @_guarded("images")
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        self._stats.image_in()
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        self._stats.image_in(info)
         stamp = _stamp_ns(msg.header.stamp)
         limit = self._config.max_image_pixels
         try:  # header checks only: the worker decodes the one frame it takes

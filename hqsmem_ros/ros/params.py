@@ -44,8 +44,9 @@ class NodeConfig:
     compressed: bool = param(False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image")
     label_encoding: str = param("mono16", "Encoding of tracks/label_image (pixel = object id); mono8 limits ids "
                                 "to 1..255", choices=LABEL_ENCODINGS)
-    frame_ring_size: int = param(8, "Recent frames held so that a TargetArray stamped with one of them starts "
-                                 "on that frame", min=1, max=256)
+    frame_ring_size: int = param(8, "Recent frames taken from the image subscription, held so that a TargetArray "
+                                 "stamped with one of them is checked against that frame's size (and starts on "
+                                 "it if it is not processed yet)", min=1, max=256)
     max_image_pixels: int = param(4096 * 2160, "Largest image accepted, in pixels (width x height; default: 4K), "
                                   "checked from the message or the compressed header before decoding",
                                   min=1, max=100_000_000, dynamic=True)

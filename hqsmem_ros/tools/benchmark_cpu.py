@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..core.backends.cpu import CpuBackendConfig
+from ..core.backends.cpu import CpuBackend, CpuBackendConfig
 from ..core.config import deprecated_names, from_flat, specs
 from ..core.factory import build_cpu_tracker
 from ..core.memory import POLICIES, MemoryConfig
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                     ", ".join(f"{k} {n}" for k, n in QUICK_FRAMES.items()))
     ap.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
     ap.add_argument("--seed", type=int, default=0, help="seed of the legacy sequences and the speed runs")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="CPU backend threads (0: its auto choice)")
     ap.add_argument("--speed-objects", type=int, nargs="*", default=[1, 3, 12],
                     help="also time the translation sequence with these object counts")
     ap.add_argument("--ablation", choices=("train", "fresh", "none"), default="fresh",
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     def scene_length(kind: str) -> int:
         return args.frames or SCENE_FRAMES[kind]
 
-    print(f"CPU backend, {size[1]}x{size[0]}, {args.threads} threads; {cpu}")
+    print(f"CPU backend, {size[1]}x{size[0]}, {CpuBackend.threads(cpu)} threads; {cpu}")
     for split in (("train", "fresh") if args.split == "both" else () if args.split == "none" else (args.split,)):
         _split_table(split, args.kinds, scene_length, size, core, cpu, baselines)
 

@@ -4,10 +4,12 @@ under a flood, processed fps against lockstep (``--flood``); peak RSS after sing
 
     python -m hqsmem_ros.tools.benchmark_delivery [--seconds 10] [--sizes 640x480 1280x720] [--rates 15 30]
 
-For each size and rate, the node starts its default way (``python -m hqsmem_ros.ros.node``, no
-parameters) and tracks the sequence's objects; a separate camera process publishes rgb8 frames with
-sensor-data QoS (best effort), as camera drivers do. The node's own ``/diagnostics`` count says how many
-arrived (``frames_received``). Each case runs with three transport set-ups:
+For each size and rate, the node starts its default way (``python -m hqsmem_ros.ros.node``) with one
+change: its image subscription keeps every frame (history depth = the frames sent), so that a frame that
+arrives while the worker is busy waits for it instead of being overwritten; it tracks nothing, so the
+queue drains fast. A separate camera process publishes rgb8 frames with sensor-data QoS (best effort), as
+camera drivers do. The node's own ``/diagnostics`` count says how many arrived
+(``frames_received``). Each case runs with three transport set-ups:
 
     builtin   neither process has the package's Fast DDS profile (how it was before config/fastdds.xml)
     node      the node applies the profile itself; the camera runs with Fast DDS's built-in transports
@@ -80,9 +82,10 @@ class _Node:
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.client = TrackerClient("delivery_benchmark")
         self.client.connect(timeout=90, abort=self._died)
-        self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
+        self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=max(n_objects, 1))
         self.sent = 0  # lockstep frames so far: each call goes on with new stamps (old ones would be refused)
-        self.client.publish_targets(targets_to_msg(self.seq.targets(), Header()))
+        if n_objects:  # 0: track nothing
+            self.client.publish_targets(targets_to_msg(self.seq.targets(), Header()))
 
     def _died(self) -> str | None:
         return None if self.proc.poll() is None else f"the node exited: {self.proc.stderr.read()}"
@@ -138,12 +141,15 @@ def _envs(setup: str, builtin_profile: Path) -> tuple[dict, dict]:
 
 def run_case(width: int, height: int, rate: float, seconds: float, setup: str, builtin_profile: Path) -> dict:
     node_env, camera_env = _envs(setup, builtin_profile)
-    node = _Node(node_env, [], width, height, 1)
+    n_frames = int(round(rate * seconds))
+    node = _Node(node_env, ["-p", params.image_qos_override("depth", n_frames)], width, height, 0)
     try:
         before = int(node.diagnostics_after(time.monotonic())[1]["frames_received"])
-        n_frames = int(round(rate * seconds))
         subprocess.run(_camera_command(width, height, rate, n_frames, 1), env=camera_env, check=True)
-        _, values = node.diagnostics_after(time.monotonic() + 1.0)
+        count, values = None, node.diagnostics_after(time.monotonic() + 1.0)[1]
+        while values["frames_received"] != count:  # until the node's queue has drained
+            count = values["frames_received"]
+            values = node.diagnostics_after(time.monotonic() + 1.0)[1]
         received = int(values["frames_received"]) - before
         return {"size": f"{width}x{height}", "rate": rate, "setup": setup, "sent": n_frames, "received": received,
                 "share": received / n_frames, "processed": int(values["frames_processed"]),
@@ -172,7 +178,9 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
         lockstep.close()
     node = _Node(node_env, [], width, height, n_objects)
     try:
-        cam = subprocess.Popen(_camera_command(width, height, rate, int(seconds * 1000), n_objects), env=camera_env)
+        # Frames for far longer than the measurement: the camera is stopped after it (a camera that ran out
+        # of frames early would leave the node idle inside the window).
+        cam = subprocess.Popen(_camera_command(width, height, rate, 10**9, n_objects), env=camera_env)
         try:  # measured from the first diagnostics with frames arriving, for ``seconds``
             t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
             while int(first["frames_received"]) == 0:
@@ -180,14 +188,17 @@ def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profi
             cpu0 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
             t1, last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
             cpu1 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
+            if cam.poll() is not None:
+                raise RuntimeError(f"the camera exited during the measurement (rc {cam.returncode})")
         finally:
             cam.kill()
             cam.wait()
         received = int(last["frames_received"]) - int(first["frames_received"])
+        in_queue = int(last["frames_dropped_in_queue"]) - int(first["frames_dropped_in_queue"])
         fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
         return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
                 "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep,
-                "received_per_s": received / (t1 - t0),
+                "received_per_s": received / (t1 - t0), "dropped_in_queue_per_s": in_queue / (t1 - t0),
                 "camera_cores": (cpu1[0] - cpu0[0]) / (t1 - t0), "node_cores": (cpu1[1] - cpu0[1]) / (t1 - t0),
                 "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": peak_rss_mb(node.proc.pid)}
     finally:
@@ -261,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.flood:
             r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate)
             print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
-                  f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received): ratio "
+                  f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received, "
+                  f"{r['dropped_in_queue_per_s']:.1f} frames/s overwritten in its queue): ratio "
                   f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
                   f"{r['peak_rss_flood_mb']:.0f} MB flood; CPU cores used during the flood: camera "
                   f"{r['camera_cores']:.2f}, node {r['node_cores']:.2f} (of {os.cpu_count()})")

@@ -32,6 +32,7 @@ mask that slipped or shrank does not teach it its error.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -125,7 +126,8 @@ class CellMemoryConfig:
 @dataclass(frozen=True)
 class CpuBackendConfig:
     """The choices a user makes, then each stage's tuned settings (advanced)."""
-    threads: int = param(2, "torch / OpenCV threads used by the CPU backend", min=1, max=64)
+    threads: int = param(0, "torch / OpenCV threads used by the CPU backend; 0: auto (2, or 1 on a machine "
+                         "with 2 cores or fewer)", min=0, max=64)
     work_short_side: int = param(288, "Short side (pixels) of the working size; masks come back at full "
                                  "resolution", min=96, max=1080)
     motion_model: str = param("similarity", "How the flow moves a mask: similarity (one rotation + scale + "
@@ -194,9 +196,17 @@ class CpuBackend:
     name = "cpu"
     device = "cpu"
 
+    @staticmethod
+    def threads(config: CpuBackendConfig) -> int:
+        """``config.threads``, with 0 resolved. Two threads leave no core free on a 2-core machine: then any other
+        busy process (a camera publishing as fast as it can) preempts one of them, and OpenMP's spin-waits turn
+        that into a collapse (3 objects, 640x480: 10 fps alone, 1-2 fps beside the camera; 1 thread: 8-9 fps
+        alone, 6-7 beside it; README, "Floods")."""
+        return config.threads or (2 if len(os.sched_getaffinity(0)) > 2 else 1)
+
     def __init__(self, config: CpuBackendConfig = CpuBackendConfig(), extractor: FeatureExtractor | None = None):
-        torch.set_num_threads(config.threads)
-        cv2.setNumThreads(config.threads)
+        torch.set_num_threads(self.threads(config))
+        cv2.setNumThreads(self.threads(config))
         self.config = config
         self.extractor = extractor or FeatureExtractor()
         self.flow = FlowWarper(config.flow.preset, config.flow.finest_scale, config.motion_model)
