@@ -61,9 +61,9 @@ class NodeStats:
         with self._lock:
             self.depth[outcome] += 1
 
-    def image_in(self, info: dict | None = None) -> None:
-        """An image message arrived; ``info``: its rclpy MessageInfo."""
-        sequence = (info or {}).get("publication_sequence_number")
+    def image_in(self, info: dict) -> None:
+        """An image message arrived; ``info``: its rclpy MessageInfo (no sequence number where the RMW has none)."""
+        sequence = info.get("publication_sequence_number")
         with self._lock:
             self.images += 1
             if not sequence:

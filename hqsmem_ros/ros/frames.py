@@ -10,8 +10,8 @@ A frame is held as it arrived (e.g. the image message): only the frame the worke
 so frames that will be dropped cost no decode. ``wants_frame`` says whether a new frame would be taken at
 once (the worker waits and none is fresh): the node lets the executor take an image message only then, so
 that under a flood the others wait, and are overwritten, in the subscription's queue instead of being
-converted (``on_wait`` tells the node when the worker starts waiting). Targets for an id already waiting replace it (the
-latest wins: one initialisation per id and frame).
+converted (``on_wait`` tells the node when the worker starts waiting). Targets for an id already waiting
+replace it (the latest wins: one initialisation per id and frame).
 """
 
 from __future__ import annotations
@@ -129,9 +129,9 @@ class FrameBuffer:
             if not self._fresh():
                 self._worker_waiting = True
                 self._on_wait()
-                fresh = self._cond.wait_for(self._fresh, timeout)
+                arrived = self._cond.wait_for(self._fresh, timeout)
                 self._worker_waiting = False
-                if not fresh:
+                if not arrived:
                     return None
             fresh = [f for f in self._ring if f.seq > self._taken]
             chosen = next((f for f in fresh if self._for_frame.get(f.seq)), fresh[-1])

@@ -205,8 +205,9 @@ class CpuBackend:
         return config.threads or (2 if len(os.sched_getaffinity(0)) > 2 else 1)
 
     def __init__(self, config: CpuBackendConfig = CpuBackendConfig(), extractor: FeatureExtractor | None = None):
-        torch.set_num_threads(self.threads(config))
-        cv2.setNumThreads(self.threads(config))
+        threads = self.threads(config)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
         self.config = config
         self.extractor = extractor or FeatureExtractor()
         self.flow = FlowWarper(config.flow.preset, config.flow.finest_scale, config.motion_model)
