@@ -27,6 +27,7 @@ class Running:
     """A TrackerNode spinning on its own executor thread (as in main())."""
 
     count = 0
+    open: set[Running] = set()  # not closed yet: the guard below closes what a failed test left
 
     def __init__(self, context, overrides: dict, sequence=SEQ, start: bool = True):
         from rclpy.executors import SingleThreadedExecutor
@@ -36,6 +37,7 @@ class Running:
         self.node = TrackerNode(context=context, tracker_factory=oracle_factory(sequence),
                                 cli_args=["--ros-args", "-r", f"__node:=hqsmem_tracker_{Running.count}"],
                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        Running.open.add(self)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -51,8 +53,20 @@ class Running:
             pass
 
     def close(self):
+        Running.open.discard(self)
         self.executor.shutdown()
         self.node.close()
+
+
+@pytest.fixture(autouse=True)
+def no_node_outlives_its_test():
+    """A node left running would answer the next tests' frames, and its worker thread would keep the
+    process from exiting."""
+    yield
+    left = list(Running.open)
+    for running in left:
+        running.close()
+    assert not left, f"{len(left)} node(s) left running"
 
 
 @pytest.fixture
@@ -459,20 +473,33 @@ def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
     and the worker must end without a traceback (main() cleans up)."""
     import rclpy
     from rclpy.context import Context
-    from dds_helpers import image_msg
     thread_errors = []
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
     context = Context()
     rclpy.init(context=context)
     running = Running(context, {RELIABLE_IMAGES: "reliable"})
     node = running.node
-    probe.connect()
-    with node.session._lock:  # the worker takes the frame and waits here
-        probe.image_pub.publish(image_msg(SEQ.frame(0)[0], NS))
-        wait_until(lambda: node._buffer.received == 1, 5, "the frame")
+    try:
+        probe.connect()
+        probe.clear()
+        # The node has its own context, so its own DDS participant: a frame sent before the node's reader has
+        # discovered the probe's writer can be lost, so frames go until one is answered.
+        sent = 0
+        while not probe.tracks:
+            assert sent < 40, "no frame answered"
+            sent += 1
+            probe.publish_frame(SEQ.frame(0)[0], sent * NS)
+            time.sleep(0.5)
+        wait_until(lambda: node._buffer.wants_frame() and node._buffer.received == len(probe.tracks), 5,
+                   "the worker to wait for the next frame")
+        with node.session._lock:  # the worker takes the frame and waits here
+            probe.publish_frame(SEQ.frame(1)[0], (sent + 1) * NS)
+            wait_until(lambda: node._buffer.received == len(probe.tracks) + 1, 5, "the frame")
+            rclpy.try_shutdown(context=context)
+        wait_until(lambda: node._worker.done(), 5, "the worker to end")
+    finally:
         rclpy.try_shutdown(context=context)
-    wait_until(lambda: node._worker.done(), 5, "the worker to end")
-    running.close()
+        running.close()
     assert thread_errors == []
 
 
