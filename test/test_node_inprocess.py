@@ -482,8 +482,9 @@ def test_a_shutdown_during_a_frame_ends_the_worker_quietly(probe, monkeypatch):
     try:
         probe.connect()
         probe.clear()
-        # The node has its own context, so its own DDS participant: a frame sent before the node's reader has
-        # discovered the probe's writer can be lost, so frames go until one is answered.
+        # The node has its own context, so its own DDS participant. In one CI run its first frame was not taken
+        # within 5 s (likely sent before the node's reader knew the probe's writer), so frames go until one
+        # is answered.
         sent = 0
         while not probe.tracks:
             assert sent < 40, "no frame answered"
