@@ -317,6 +317,24 @@ def test_an_object_reduced_to_a_fragment_is_let_go(make_backend):
     assert jaccard(backend.step(frames[1])[1].mask, masks[0]) > 0.8
 
 
+def test_an_object_that_shrinks_slowly_is_not_let_go(make_backend):
+    """Moving away, an object ends far below its first size in memory (here 0.12x its area): that is
+    scaling, not being cut to a fragment, because it shrank over more frames than the size window."""
+    frames, _ = shifted_pair(0, 0, 2)
+    # nothing regrows it here (it is a patch of the photo around it): only the fragment rule acts
+    backend = make_backend({"correction.size_window": 10, "correction.adopt_logit": 100.0,
+                            "correction.regrow_below": 0.0, "regrowth.refine_below": 0.0})
+    yy, xx = np.ogrid[:240, :320]
+
+    def blob(s):
+        return (yy - 100) ** 2 / (40 * s) ** 2 + (xx - 120) ** 2 / (55 * s) ** 2 <= 1
+    backend.add_object(1, frames[0], blob(1.0), 0)
+    for s in np.linspace(1.0, 0.35, 30):  # about 7 % of its area a frame
+        backend.accept({1: blob(s)})
+    mask = backend.step(frames[1])[1].mask
+    assert jaccard(mask, blob(0.35)) > 0.7
+
+
 def test_a_buffer_refilled_in_place_is_analysed_again(make_backend):
     """The backend tells frames apart by index: a caller that refills one array gets the new image's
     analysis, as with a fresh array."""
