@@ -16,8 +16,9 @@ Per frame (features and flow at a reduced working size, masks at full resolution
   3. snap    within half a cell of the boundary each pixel's colour votes: more like the object's
              interior or like its surroundings on this frame (``color_vote``). This is what keeps a
              carried boundary from eroding or growing a halo over thousands of frames;
-  4. drop    an object reduced to a fragment (``fragment_below`` of its size in memory) is reported
-             absent, and searched for again from the next frame (step 6);
+  4. drop    an object reduced to a fragment (``fragment_below`` of its largest size over its last
+             ``size_window`` frames: an object moving away shrinks far below its size in memory without
+             being cut off) is reported absent, and searched for again from the next frame (step 6);
   5. regrow  an object smaller than ``refine_below`` of its size in memory (flow that underestimates a
              thin object's motion shrinks it a little every frame; a part came back from behind an
              occluder) gets a proposal: GrabCut in its box, seeded by its mask. The proposal is verified
