@@ -79,7 +79,7 @@ class CorrectionConfig:
     fragment_below: float = param(0.15, "An object reduced to less than this fraction of its largest size over "
                                   "the last size_window frames it was seen is reported absent and searched for",
                                   min=0.0, max=1.0, advanced=True)
-    size_window: int = param(30, "Frames over which an object's recent size is taken (the fragment and "
+    size_window: int = param(60, "Frames over which an object's recent size is taken (the fragment and "
                              "re-detection sizes): an object that shrinks slower than this is scaling, not "
                              "being cut off", min=1, max=10000, advanced=True)
 
