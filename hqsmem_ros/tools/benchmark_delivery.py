@@ -14,6 +14,10 @@ camera drivers do. The node's own ``/diagnostics`` count says how many arrived
     builtin   neither process has the package's Fast DDS profile (how it was before config/fastdds.xml)
     node      the node applies the profile itself; the camera runs with Fast DDS's built-in transports
     both      the camera's process is started with the profile too (README, "Camera delivery")
+
+``--flood``: one node, started its default way, tracks 3 objects and alternates a lockstep phase with a
+phase in which a camera process publishes as fast as it can (or at ``--flood-rate``); both show the same
+scene by the wall clock (``scene_index``), so the ratio compares like with like (README, "Floods").
 """
 
 from __future__ import annotations
@@ -30,17 +34,35 @@ import numpy as np
 
 from ..core.sequences import make_sequence
 from ..ros import params, transport
-from .demo import peak_rss_mb
+from .demo import peak_rss_mb, pick_domain_id
 from .sample_bag import parse_size
 
 SETUPS = ("builtin", "node", "both")
+LOST_AFTER_S = 10.0  # no tracks by then: the lockstep frame was lost (a node's first frame takes ~1.3 s)
+MAX_LOST = 5
 _BUILTIN_PROFILE = ('<?xml version="1.0" encoding="UTF-8"?>\n<dds xmlns="http://www.eprosima.com"><profiles>'
                     '<data_writer profile_name="unused"/></profiles></dds>\n')  # changes nothing
 
 
-def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int = 1) -> None:
+SCENE_HZ = 30.0  # the scene's own frame rate
+
+
+def _scene(width: int, height: int, n_objects: int):
+    return make_sequence("translation", n_frames=30, size=(height, width), n_objects=max(n_objects, 1))
+
+
+def scene_index(start: float, n_frames: int) -> int:
+    """The scene frame on view now (``time.time()``), ``start`` being when frame 0 was: the scene plays at
+    SCENE_HZ forwards and back (no jump back to its start). A camera publishing at any rate and the lockstep
+    client both show it by this clock, so skipping frames, or switching from one to the other, shows the
+    tracker the motion a real camera would, and the same motion in both phases of ``flood``."""
+    i = int((time.time() - start) * SCENE_HZ) % (2 * n_frames - 2)
+    return i if i < n_frames else 2 * n_frames - 2 - i
+
+
+def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int, start: float) -> None:
     """The camera process: ``n_frames`` rgb8 frames at ``rate`` Hz (0: as fast as it can) once the node
-    subscribes."""
+    subscribes, of the scene that started at ``start`` (``scene_index``)."""
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -48,8 +70,8 @@ def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int =
 
     from ..ros.convert import array_to_image, stamp_msg
 
-    seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=n_objects)
-    frames = [seq.frame(i)[0] for i in range(len(seq))]
+    seq = _scene(width, height, n_objects)
+    frames = [array_to_image(seq.frame(i)[0], "rgb8") for i in range(len(seq))]
     rclpy.init()
     node = rclpy.create_node("camera")
     pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
@@ -59,7 +81,9 @@ def camera(width: int, height: int, rate: float, n_frames: int, n_objects: int =
     tick = time.monotonic()
     for i in range(n_frames):
         stamp = (i + 1) * 1_000_000_000 // int(rate or 1000)
-        pub.publish(array_to_image(frames[i % len(frames)], "rgb8", Header(stamp=stamp_msg(stamp), frame_id="cam")))
+        msg = frames[scene_index(start, len(frames))]
+        msg.header = Header(stamp=stamp_msg(stamp), frame_id="cam")
+        pub.publish(msg)
         if rate:
             tick += 1.0 / rate
             time.sleep(max(0.0, tick - time.monotonic()))
@@ -82,8 +106,10 @@ class _Node:
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.client = TrackerClient("delivery_benchmark")
         self.client.connect(timeout=90, abort=self._died)
-        self.seq = make_sequence("translation", n_frames=30, size=(height, width), n_objects=max(n_objects, 1))
+        self.seq = _scene(width, height, n_objects)
+        self.scene_start = time.time()  # the targets are frame 0's: the first lockstep frame restarts the scene
         self.sent = 0  # lockstep frames so far: each call goes on with new stamps (old ones would be refused)
+        self.lost = 0  # lockstep frames that never got tracks
         if n_objects:  # 0: track nothing
             self.client.publish_targets(targets_to_msg(self.seq.targets(), Header()))
 
@@ -97,22 +123,33 @@ class _Node:
         values = self.client.latest_diagnostics(timeout)
         return time.monotonic(), values
 
-    def lockstep_fps(self, n_frames: int) -> float:
-        """Frames per second when each frame waits for its tracks message."""
+    def lockstep_fps(self, n_frames: int = 10**9, seconds: float = float("inf")) -> float:
+        """Frames per second when each frame waits for its tracks message: ``n_frames`` frames, or for
+        ``seconds``, whichever ends first. A frame with no tracks within ``LOST_AFTER_S`` was lost on the way
+        (a best-effort subscription does not repair it): it is counted in ``lost``, and the next frame goes;
+        the time waited for it is left out of the rate."""
         from std_msgs.msg import Header
 
         from ..ros.convert import array_to_image, stamp_msg
         frames = [array_to_image(self.seq.frame(i)[0], "rgb8") for i in range(len(self.seq))]
-        start = time.monotonic()
-        for _ in range(n_frames):
+        start, waited_in_vain, done = time.monotonic(), 0.0, 0
+        if not self.sent:
+            self.scene_start = time.time()
+        while done < n_frames and time.monotonic() - start - waited_in_vain < seconds:
             self.sent += 1
             stamp = self.sent * 1_000_000_000 // 30
-            msg = frames[self.sent % len(frames)]
+            msg = frames[scene_index(self.scene_start, len(frames))]
             msg.header = Header(stamp=stamp_msg(stamp), frame_id="cam")
+            sent_at = time.monotonic()
             self.client.publish_image(msg, stamp)
-            if not self.client.wait_for(stamp, 30, self._died):
-                raise RuntimeError(f"no tracks for lockstep frame {self.sent}")
-        return n_frames / (time.monotonic() - start)
+            if self.client.wait_for(stamp, LOST_AFTER_S, self._died):
+                done += 1
+                continue
+            self.lost += 1
+            waited_in_vain += time.monotonic() - sent_at
+            if self.lost > MAX_LOST:
+                raise RuntimeError(f"no tracks for {self.lost} lockstep frames (the last: frame {self.sent})")
+        return done / (time.monotonic() - start - waited_in_vain)
 
     def close(self) -> None:
         self.client.close()
@@ -120,10 +157,12 @@ class _Node:
         self.proc.wait(30)
 
 
-def _camera_command(width: int, height: int, rate: float, n_frames: int, n_objects: int) -> list[str]:
-    """The camera as its own process (this module with --camera)."""
+def _camera_command(width: int, height: int, rate: float, n_frames: int, n_objects: int,
+                    start: float | None = None) -> list[str]:
+    """The camera as its own process (this module with --camera), showing the scene that started at ``start``
+    (default: now)."""
     return [sys.executable, "-m", "hqsmem_ros.tools.benchmark_delivery", "--camera", str(width), str(height),
-            str(rate), str(n_frames), str(n_objects)]
+            str(rate), str(n_frames), str(n_objects), repr(time.time() if start is None else start)]
 
 
 def _envs(setup: str, builtin_profile: Path) -> tuple[dict, dict]:
@@ -164,45 +203,60 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path, rate: float = 0) -> dict:
+def flood(width: int, height: int, seconds: float, n_objects: int, builtin_profile: Path, rate: float = 0,
+          rounds: int = 3) -> dict:
     """Processed fps under a best-effort flood (``rate`` Hz, 0: as fast as the camera can publish) against
-    lockstep fps, same objects, one run; and
-    the node's peak RSS in both."""
+    lockstep fps, and the node's peak RSS in both. One node, started its default way, alternates a lockstep
+    phase and a flood phase of ``seconds`` each, ``rounds`` times: a drift in the machine's speed, or a node
+    process faster than another, then falls on both sides of the ratio alike."""
     node_env, camera_env = _envs("both", builtin_profile)
-    lockstep = _Node(node_env, ["-p", params.image_qos_override("reliability", "reliable")], width, height, n_objects)
-    try:
-        lockstep.lockstep_fps(10)  # warm-up: the first frames build caches
-        fps_lockstep = lockstep.lockstep_fps(int(seconds * 5))
-        rss_lockstep = peak_rss_mb(lockstep.proc.pid)
-    finally:
-        lockstep.close()
     node = _Node(node_env, [], width, height, n_objects)
+    phases = []
     try:
-        # Frames for far longer than the measurement: the camera is stopped after it (a camera that ran out
-        # of frames early would leave the node idle inside the window).
-        cam = subprocess.Popen(_camera_command(width, height, rate, 10**9, n_objects), env=camera_env)
-        try:  # measured from the first diagnostics with frames arriving, for ``seconds``
-            t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
-            while int(first["frames_received"]) == 0:
-                t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
-            cpu0 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
-            t1, last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
-            cpu1 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
-            if cam.poll() is not None:
-                raise RuntimeError(f"the camera exited during the measurement (rc {cam.returncode})")
-        finally:
-            cam.kill()
-            cam.wait()
-        received = int(last["frames_received"]) - int(first["frames_received"])
-        in_queue = int(last["frames_dropped_in_queue"]) - int(first["frames_dropped_in_queue"])
-        fps_flood = (int(last["frames_processed"]) - int(first["frames_processed"])) / (t1 - t0)
-        return {"size": f"{width}x{height}", "objects": n_objects, "lockstep_fps": fps_lockstep,
-                "flood_fps": fps_flood, "rate": rate, "ratio": fps_flood / fps_lockstep,
-                "received_per_s": received / (t1 - t0), "dropped_in_queue_per_s": in_queue / (t1 - t0),
-                "camera_cores": (cpu1[0] - cpu0[0]) / (t1 - t0), "node_cores": (cpu1[1] - cpu0[1]) / (t1 - t0),
+        node.lockstep_fps(10)  # warm-up: the first frames build caches
+        for i in range(rounds):
+            node.lockstep_fps(3)  # untimed: the frame the flood left with the worker
+            fps_lockstep = node.lockstep_fps(seconds=seconds)
+            if i == 0:
+                rss_lockstep = peak_rss_mb(node.proc.pid)  # before any flood
+            phases.append(dict(_flood_phase(node, width, height, seconds, n_objects, camera_env, rate),
+                               lockstep_fps=fps_lockstep))
+        flood_fps = sum(p["flood_fps"] for p in phases) / rounds
+        lockstep_fps = sum(p["lockstep_fps"] for p in phases) / rounds
+        return {"size": f"{width}x{height}", "objects": n_objects, "rate": rate, "phases": phases,
+                "lockstep_fps": lockstep_fps, "flood_fps": flood_fps, "ratio": flood_fps / lockstep_fps,
+                "lockstep_lost": node.lost,
                 "peak_rss_lockstep_mb": rss_lockstep, "peak_rss_flood_mb": peak_rss_mb(node.proc.pid)}
     finally:
         node.close()
+
+
+def _flood_phase(node: _Node, width: int, height: int, seconds: float, n_objects: int, camera_env: dict,
+                 rate: float) -> dict:
+    """A camera process floods the node; measured from the first diagnostics with its frames, for ``seconds``."""
+    before = int(node.diagnostics_after(time.monotonic())[1]["frames_received"])
+    # Frames for far longer than the measurement: the camera is stopped after it (a camera that ran out of
+    # frames early would leave the node idle inside the window).
+    cam = subprocess.Popen(_camera_command(width, height, rate, 10**9, n_objects, node.scene_start),
+                           env=camera_env)
+    try:
+        t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
+        while int(first["frames_received"]) <= before:
+            t0, first = node.diagnostics_after(time.monotonic(), timeout=60)
+        cpu0 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
+        t1, last = node.diagnostics_after(t0 + seconds, timeout=seconds + 10)
+        cpu1 = cpu_seconds(cam.pid), cpu_seconds(node.proc.pid)
+        if cam.poll() is not None:
+            raise RuntimeError(f"the camera exited during the measurement (rc {cam.returncode})")
+    finally:
+        cam.kill()
+        cam.wait()
+
+    def rate_of(key: str) -> float:
+        return (int(last[key]) - int(first[key])) / (t1 - t0)
+    return {"flood_fps": rate_of("frames_processed"), "received_per_s": rate_of("frames_received"),
+            "dropped_in_queue_per_s": rate_of("frames_dropped_in_queue"),
+            "camera_cores": (cpu1[0] - cpu0[0]) / (t1 - t0), "node_cores": (cpu1[1] - cpu0[1]) / (t1 - t0)}
 
 
 def single_input_peaks(width: int, height: int, n_objects: int, builtin_profile: Path) -> list[tuple[str, float]]:
@@ -251,14 +305,19 @@ def main(argv: list[str] | None = None) -> int:
                         "lockstep, 640x480, 3 objects (and the node's peak RSS)")
     parser.add_argument("--flood-rate", type=float, default=0.0, help="camera rate of --flood (0: as fast as it "
                         "can publish)")
+    parser.add_argument("--rounds", type=int, default=3, help="lockstep and flood phases of --flood, alternated "
+                        "(default 3 of each, --seconds each)")
     parser.add_argument("--peaks", action="store_true", help="instead: the node's peak RSS after single inputs at "
                         "the limits (4K frames, a TargetArray of the most targets) against lockstep, 640x480")
-    parser.add_argument("--camera", nargs=5, metavar=("W", "H", "RATE", "N", "OBJECTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--camera", nargs=6, metavar=("W", "H", "RATE", "N", "OBJECTS", "START"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.camera:
-        w, h, rate, n, objects = args.camera
-        camera(int(w), int(h), float(rate), int(n), int(objects))
+        w, h, rate, n, objects, start = args.camera
+        camera(int(w), int(h), float(rate), int(n), int(objects), float(start))
         return 0
+    # A domain of its own, inherited by the node and the camera: another run's /diagnostics would mix in.
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(pick_domain_id()))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         builtin = Path(tmp) / "builtin.xml"
@@ -270,13 +329,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{what:<36} peak RSS {mb:7.0f} MB  ({mb / steady:.2f} x steady)")
             return 0
         if args.flood:
-            r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate)
-            print(f"{r['size']}, {r['objects']} objects: lockstep {r['lockstep_fps']:.2f} fps, flood "
-                  f"{r['flood_fps']:.2f} fps processed ({r['received_per_s']:.1f} frames/s received, "
-                  f"{r['dropped_in_queue_per_s']:.1f} frames/s overwritten in its queue): ratio "
-                  f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB lockstep, "
-                  f"{r['peak_rss_flood_mb']:.0f} MB flood; CPU cores used during the flood: camera "
-                  f"{r['camera_cores']:.2f}, node {r['node_cores']:.2f} (of {os.cpu_count()})")
+            r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate, args.rounds)
+            for i, p in enumerate(r["phases"], 1):
+                print(f"round {i}: lockstep {p['lockstep_fps']:.2f} fps, flood {p['flood_fps']:.2f} fps processed "
+                      f"({p['received_per_s']:.1f} frames/s taken, {p['dropped_in_queue_per_s']:.1f} frames/s "
+                      f"overwritten in its queue): ratio {p['flood_fps'] / p['lockstep_fps']:.2f}; CPU cores used "
+                      f"during the flood: camera {p['camera_cores']:.2f}, node {p['node_cores']:.2f} "
+                      f"(of {os.cpu_count()})", flush=True)
+            print(f"{r['size']}, {r['objects']} objects, {len(r['phases'])} rounds: lockstep {r['lockstep_fps']:.2f} "
+                  f"fps ({r['lockstep_lost']} lockstep frames lost), flood {r['flood_fps']:.2f} fps: ratio "
+                  f"{r['ratio']:.2f}; node peak RSS {r['peak_rss_lockstep_mb']:.0f} MB after lockstep, "
+                  f"{r['peak_rss_flood_mb']:.0f} MB at the end")
             return 0
         print(f"{'size':<11}{'rate':>6}  {'setup':<9}{'sent':>6}{'received':>10}{'share':>8}{'processed':>11}")
         for size in args.sizes:
