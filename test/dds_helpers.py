@@ -36,6 +36,22 @@ def targets_msg(targets, stamp_ns: int):
     return targets_to_msg(targets, Header(stamp=stamp_msg(stamp_ns), frame_id="camera"))
 
 
+def report_matched(node, publishers, period: float = 0.2):
+    """A stand-in node's /diagnostics, as the tracker reports them: each output writer's matched subscriptions
+    (what TrackerClient.connect waits for)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from hqsmem_ros.ros.diagnostics import MATCHED_SUBSCRIPTIONS
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(DiagnosticArray, "/diagnostics", qos)
+
+    def report():
+        values = [KeyValue(key=MATCHED_SUBSCRIPTIONS + p.topic_name, value=str(p.get_subscription_count()))
+                  for p in publishers]
+        pub.publish(DiagnosticArray(status=[DiagnosticStatus(name=f"{node.get_name()}: stand-in", values=values)]))
+    return node.create_timer(period, report)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

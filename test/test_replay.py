@@ -15,6 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from dds_helpers import report_matched
 from hqsmem_ros.core.types import Target
 from hqsmem_ros.tools import bags
 from hqsmem_ros.tools.replay import replay
@@ -64,6 +65,7 @@ class EchoNode:
         self.node.create_subscription(CompressedImage, "image/compressed", self.on_image, image_qos)
         self.node.create_subscription(TargetArray, "targets", self.targets.append, QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        report_matched(self.node, [self.tracks, self.labels])
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -12,7 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from dds_helpers import image_msg
+from dds_helpers import image_msg, report_matched
 from hqsmem_ros.msg import TrackedObjectArray
 from hqsmem_ros.tools.tracker_client import NodeTimeout, TrackerClient
 
@@ -30,6 +30,7 @@ def even_node(ros_context):
         if msg.header.stamp.nanosec % 2 == 0:
             tracks.publish(TrackedObjectArray(header=msg.header, ok=True, memory_frames=msg.header.stamp.nanosec % 10))
     node.create_subscription(Image, "image", on_image, qos)
+    report_matched(node, [tracks])
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()

@@ -21,6 +21,8 @@ KINDS = ("images", "targets", "requests", "timers", "depth", "camera_info")
 # rejected on decoding (size, data) is counted under rejected_depth.<reason> instead.
 DEPTH_OUTCOMES = ("paired", "unpaired", "no_camera_info")
 _PUBLISHERS = 16  # image publishers whose last sequence number is kept (a topic has one or two)
+# Key prefix: an output topic -> the subscriptions its writer has matched (TrackerClient.connect waits on it).
+MATCHED_SUBSCRIPTIONS = "matched_subscriptions."
 
 
 class NodeStats:
@@ -90,8 +92,9 @@ class NodeStats:
                 self._latency.setdefault(stage, deque(maxlen=_WINDOW)).append(value)
 
     def status(self, name: str, backend: str, device: str, state: str, received: int, dropped: int,
-               depth: bool = False) -> DiagnosticStatus:
-        """The report since the previous call (rates) and since start (counts); ``depth``: with the 3D counts."""
+               depth: bool = False, matched: dict[str, int] | None = None) -> DiagnosticStatus:
+        """The report since the previous call (rates) and since start (counts); ``depth``: with the 3D counts;
+        ``matched``: output topic -> the subscriptions its writer has matched."""
         with self._lock:
             now = time.monotonic()
             t0, images0, processed0, faults0, rejected0 = self._mark
@@ -113,6 +116,9 @@ class NodeStats:
                 "objects_present": sum(o.present for o in last.objects) if last else 0,
                 "objects_absent": sum(not o.present for o in last.objects) if last else 0,
             }
+            # Only the writer knows which readers it has matched: a client waits for itself here before its
+            # first frame, or that frame's answer can go to no one (reliable, volatile).
+            values.update({f"{MATCHED_SUBSCRIPTIONS}{topic}": n for topic, n in (matched or {}).items()})
             if depth:  # depth.enabled
                 values["depth_received"] = self.depth_received
                 values.update({f"depth_{k}": self.depth[k] for k in DEPTH_OUTCOMES})

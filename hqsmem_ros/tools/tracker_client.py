@@ -27,6 +27,7 @@ from ..core.types import Target
 from ..msg import TargetArray, TrackedObjectArray
 from ..ros import transport
 from ..ros.convert import targets_to_msg
+from ..ros.diagnostics import MATCHED_SUBSCRIPTIONS
 from ..srv import AddTargets, RemoveTargets
 from . import bags
 
@@ -85,8 +86,11 @@ class TrackerClient:
         # Raw: a recording keeps the node's own bytes; tracks are decoded here once for their stamp.
         self.tracks_sub = self.node.create_subscription(TrackedObjectArray, "tracks", self._on_tracks,
                                                         outputs, raw=True)
+        self._outputs = [self.tracks_sub]
         if record:  # the node draws label images only for a subscriber, so only a recording asks for them
-            self.node.create_subscription(Image, "tracks/label_image", self._on_label, outputs, raw=True)
+            self._outputs.append(self.node.create_subscription(Image, "tracks/label_image", self._on_label,
+                                                               outputs, raw=True))
+        self._matched: dict[str, int] = {}  # output topic -> subscriptions its writer matched, from /diagnostics
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, outputs)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -122,6 +126,9 @@ class TrackerClient:
     def _on_diagnostics(self, msg) -> None:
         with self.cond:
             self.diagnostics_received += 1
+            for kv in (kv for status in msg.status for kv in status.values):
+                if kv.key.startswith(MATCHED_SUBSCRIPTIONS):
+                    self._matched[kv.key[len(MATCHED_SUBSCRIPTIONS):]] = int(kv.value)
             self._last_diagnostics = msg
             self.cond.notify_all()
 
@@ -161,6 +168,15 @@ class TrackerClient:
                    # depth and camera_info: only where the node takes them (depth.enabled)
                    and all(p.get_subscription_count() >= g.count_subscribers(p.topic_name) for p in self.rgbd_pubs),
                    deadline, "the tracker node's topics did not match", abort)
+        # Its writers must have matched this client's readers too, or the first answers go to no one (reliable
+        # but volatile: a writer sends only to the readers it has matched; seen under load, the first frame's
+        # tracks lost). Only the node sees that, in its /diagnostics; reports from now on (a reconfigured node
+        # has new writers).
+        with self.cond:
+            self._matched.clear()
+        self._wait(lambda: all(self._matched.get(sub.topic_name, 0) >= max(1, g.count_subscribers(sub.topic_name))
+                               for sub in self._outputs),
+                   deadline, f"the node's /diagnostics did not report this client in {MATCHED_SUBSCRIPTIONS}*", abort)
 
     @staticmethod
     def _wait(ready: Callable[[], bool], deadline: float, what: str, abort: Abort) -> None:
