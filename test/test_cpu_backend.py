@@ -197,6 +197,36 @@ def test_an_absent_object_is_found_again_elsewhere(make_backend, redetect):
         assert not pred.mask.any()
 
 
+def test_an_absent_object_is_not_found_again_in_a_tracked_look_alike(make_backend):
+    """Object 1 leaves; its twin (the same texture) stays. Re-detection takes the twin only when the twin is
+    not itself tracked: the cells a tracked object held are not searched."""
+    bg = cv2.resize(skimage.data.coffee(), SIZE[::-1], interpolation=cv2.INTER_AREA)
+    patch = cv2.resize(skimage.data.astronaut()[40:240, 160:360], (64, 64), interpolation=cv2.INTER_AREA)
+
+    def scene(with_object_1):
+        rgb, masks = bg.copy(), {}
+        for oid, x, shown in ((1, 40, with_object_1), (2, 200, True)):
+            masks[oid] = np.zeros(SIZE, bool)
+            if shown:
+                rgb[80:144, x:x + 64] = patch
+                masks[oid][80:144, x:x + 64] = True
+        return rgb, masks
+
+    found_on_twin = {}
+    for ids in ((1, 2), (1,)):
+        backend = make_backend()
+        rgb, masks = scene(True)
+        for oid in ids:
+            backend.add_object(oid, Frame(0, rgb), masks[oid], 0)
+        backend.accept({oid: masks[oid] for oid in ids})
+        rgb, masks = scene(False)
+        backend.step(Frame(1, rgb))
+        backend.accept({oid: masks[oid] for oid in ids})  # object 1 now absent
+        pred = backend.step(Frame(2, rgb))[1]
+        found_on_twin[ids] = pred.confidence >= 0.3 and jaccard(pred.mask, masks[2]) > 0.5
+    assert found_on_twin == {(1, 2): False, (1,): True}
+
+
 def test_features_correct_a_mask_dragged_by_an_occluder(make_backend):
     """With correction, pixels the flow carried onto the occluder are dropped; without it they stay."""
     seq = make_sequence("occlusion", size=SIZE)

@@ -1,6 +1,6 @@
 """Camera delivery: the share of raw frames a best-effort camera publisher gets into the tracker node;
 under a flood, processed fps against lockstep (``--flood``); peak RSS after single inputs at the limits
-(``--peaks``).
+(``--peaks``); lockstep fps through the node with 1, 3 or 12 objects (``--lockstep 3 12``).
 
     python -m hqsmem_ros.tools.benchmark_delivery [--seconds 10] [--sizes 640x480 1280x720] [--rates 15 30]
 
@@ -259,6 +259,26 @@ def _flood_phase(node: _Node, width: int, height: int, seconds: float, n_objects
             "camera_cores": (cpu1[0] - cpu0[0]) / (t1 - t0), "node_cores": (cpu1[1] - cpu0[1]) / (t1 - t0)}
 
 
+def lockstep_speed(width: int, height: int, object_counts: list[int], builtin_profile: Path, warmup: int = 10,
+                   frames: int = 60) -> list[dict]:
+    """Lockstep fps through the node, started its default way, tracking each number of objects (a node each):
+    ``warmup`` untimed frames, then ``frames``; with the node's per-stage latency p50 from its /diagnostics."""
+    node_env, _ = _envs("both", builtin_profile)
+    rows = []
+    for n_objects in object_counts:
+        node = _Node(node_env, [], width, height, n_objects)
+        try:
+            node.lockstep_fps(warmup)
+            fps = node.lockstep_fps(frames)
+            values = node.diagnostics_after(time.monotonic())[1]
+            p50 = {k.split(".")[1]: float(v) for k, v in values.items()
+                   if k.startswith("latency_ms.") and k.endswith(".p50")}
+            rows.append({"objects": n_objects, "fps": fps, "lost": node.lost, "p50_ms": p50})
+        finally:
+            node.close()
+    return rows
+
+
 def single_input_peaks(width: int, height: int, n_objects: int, builtin_profile: Path) -> list[tuple[str, float]]:
     """The node's peak RSS (MB) in lockstep, then after each single input at the limits, one after the other:
     a raw frame of ``max_image_pixels`` (4096x2160, rgb8 and mono16), and a TargetArray of
@@ -309,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default 3 of each, --seconds each)")
     parser.add_argument("--peaks", action="store_true", help="instead: the node's peak RSS after single inputs at "
                         "the limits (4K frames, a TargetArray of the most targets) against lockstep, 640x480")
+    parser.add_argument("--lockstep", type=int, nargs="+", metavar="OBJECTS", help="instead: lockstep fps through "
+                        "the node tracking each number of objects, 640x480 (10 warm-up frames, then 60)")
     parser.add_argument("--camera", nargs=6, metavar=("W", "H", "RATE", "N", "OBJECTS", "START"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -327,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
             steady = rows[0][1]
             for what, mb in rows:
                 print(f"{what:<36} peak RSS {mb:7.0f} MB  ({mb / steady:.2f} x steady)")
+            return 0
+        if args.lockstep:
+            for r in lockstep_speed(640, 480, args.lockstep, builtin):
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["p50_ms"].items()))
+                print(f"640x480, {r['objects']} objects: lockstep {r['fps']:.2f} fps ({r['lost']} frames lost); "
+                      f"node latency p50 ms: {stages}", flush=True)
             return 0
         if args.flood:
             r = flood(640, 480, args.seconds, 3, builtin, args.flood_rate, args.rounds)

@@ -276,9 +276,14 @@ class CpuBackend:
         cur = self._analyse(frame)
         self.flow.update(self._previous_gray if self.config.flow.enabled else None, cur.gray)
         shape = frame.hw
+        grid = cur.feats.shape[-2:]
+        # Where the tracked objects were on the previous frame: an absent object is not searched for there (a
+        # tracked look-alike's cells look like it too).
+        held = (sum((o.coverage(grid) for o in self.objects.values()), np.zeros(grid, np.float32))
+                if any(o.box is None for o in self.objects.values()) else None)
         found = {}
         for oid, obj in self.objects.items():
-            result = self._follow(obj, cur) if obj.box is not None else self._search(obj, cur, shape)
+            result = self._follow(obj, cur) if obj.box is not None else self._search(obj, cur, shape, held)
             if result is not None:
                 found[oid] = result
         owner = _strongest({oid: ev for oid, (ev, _) in found.items()}, shape)
@@ -335,14 +340,17 @@ class CpuBackend:
                 kept = proposal
         return _Evidence((y0, y1, x0, x1), values), _mean_probability(logit_grid[r0:r1, c0:c1], kept)
 
-    def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int]) -> tuple[_Evidence, float] | None:
-        """Evidence and confidence of an absent object found again anywhere, or None."""
+    def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int],
+                held: np.ndarray) -> tuple[_Evidence, float] | None:
+        """Evidence and confidence of an absent object found again anywhere but in the cells the tracked objects
+        mostly covered on the previous frame (``held``: their summed cell coverage), or None."""
         cfg = self.config
         if not (cfg.redetect and cfg.correction.enabled):
             return None
         rows, cols = cur.feats.shape[-2:]
         s_fg, logit = obj.appearance.scores(cur.cells, self.scoring)
         s_fg, logit = s_fg.reshape(rows, cols), logit.reshape(rows, cols)
+        logit = np.where(held < 0.5, logit, np.minimum(logit, -cfg.correction.veto_logit))
         region = redetect(s_fg, logit, max(1.0, cfg.redetection.min_size * obj.recent_size()),
                           cfg.redetection.similarity)
         if region is None:
