@@ -341,10 +341,15 @@ def test_an_unexpected_exception_in_a_callback_is_counted_and_the_node_goes_on(t
     monkeypatch.setattr(node._buffer, "discard_targets", lambda ids: 1 / 0)
     response = probe.call(RemoveTargets, "remove_targets", RemoveTargets.Request(ids=[1]))
     assert not response.success and "internal_error: ZeroDivisionError" in response.message
+    status = node._stats.status
+    monkeypatch.setattr(node._stats, "status", lambda *args: (monkeypatch.setattr(node._stats, "status", status),
+                                                              1 / 0))  # the diagnostics timer, once
+    probe.wait_log("publish_diagnostics: internal_error: ZeroDivisionError")
     publish_sequence(probe, [2], targets_on=-1)
     assert [o.id for o in probe.tracks[-1].objects] == [1, 2]
     diag = probe.latest_diagnostics()
     assert diag["rejected_images.internal_error"] == "1" and diag["rejected_requests.internal_error"] == "1"
+    assert diag["rejected_timers.internal_error"] == "1"
 
 
 def test_targets_for_one_id_before_a_frame_merge_and_add_targets_answers_max_objects_now(tracker, probe):

@@ -107,8 +107,10 @@ def _guarded(kind: str):
                 return callback(self, *args)
             except Exception as exc:
                 self._stats.reject("internal_error", kind)
-                self.get_logger().error(f"{callback.__name__[1:]}: internal_error: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=REPEAT_LOG_PERIOD_S)
+                # throttled per callback: one callback's repeated fault must not hide another's
+                name = callback.__name__[1:]
+                self._log_throttled(f"internal_error.{name}", f"{name}: internal_error: {type(exc).__name__}: {exc}",
+                                    error=True)
                 if kind == "requests":  # a service: (request, response)
                     response = args[1]
                     response.success, response.message = False, f"internal_error: {type(exc).__name__}: {exc}"
@@ -474,17 +476,19 @@ class TrackerNode(LifecycleNode):
         camera must not flood the log), a reason repeating within REPEAT_LOG_PERIOD_S is only counted."""
         self._stats.reject(exc.reason, kind, late)
         if throttle:
-            self._warn_throttled(f"{kind}.{exc.reason}", f"{prefix}{exc}")
+            self._log_throttled(f"{kind}.{exc.reason}", f"{prefix}{exc}")
         else:
             self.get_logger().warning(f"{prefix}{exc}")
 
-    def _warn_throttled(self, key: str, text: str) -> None:
-        """Log ``text`` unless a line of the same ``key`` was logged within REPEAT_LOG_PERIOD_S."""
+    def _log_throttled(self, key: str, text: str, error: bool = False) -> None:
+        """Log ``text`` (a warning, or an ``error``) unless a line of the same ``key`` was logged within
+        REPEAT_LOG_PERIOD_S."""
         now = time.monotonic()
         if now - self._last_logged.get(key, -REPEAT_LOG_PERIOD_S) < REPEAT_LOG_PERIOD_S:
             return
         self._last_logged[key] = now
-        self.get_logger().warning(text)
+        logger = self.get_logger()
+        (logger.error if error else logger.warning)(text)
 
     def _reject_all(self, errors: list[Rejection], kind: str, prefix: str) -> None:
         """Count every rejection of one message; log one line per reason (its first item and how many more)."""
@@ -538,7 +542,7 @@ class TrackerNode(LifecycleNode):
             outcome, why = (("unpaired", f"no depth frame within {tolerance} s of its stamp") if msg is None else
                             ("no_camera_info", "no valid camera_info received yet"))
             self._stats.depth_frame(outcome)
-            self._warn_throttled(f"depth.{outcome}", f"no 3D for the frame stamped {stamp * 1e-9:.9f}: {why} "
+            self._log_throttled(f"depth.{outcome}", f"no 3D for the frame stamped {stamp * 1e-9:.9f}: {why} "
                                                      f"(depth_{outcome})")
             return None
         try:
@@ -584,10 +588,10 @@ class TrackerNode(LifecycleNode):
             self._overlay_pub.publish(convert.array_to_image(draw_overlay(rgb, result, self._config.overlay),
                                                              "bgr8", header))
 
-    @_guarded("timers")
     def _output_pubs(self) -> list:
         return [p for p in (self._tracks_pub, self._label_pub, self._overlay_pub, self._positions_pub) if p is not None]
 
+    @_guarded("timers")
     def _publish_diagnostics(self) -> None:
         state = "active" if self._active else "inactive"
         matched = {pub.topic_name: pub.get_subscription_count() for pub in self._output_pubs()}
