@@ -543,7 +543,7 @@ class TrackerNode(LifecycleNode):
                             ("no_camera_info", "no valid camera_info received yet"))
             self._stats.depth_frame(outcome)
             self._log_throttled(f"depth.{outcome}", f"no 3D for the frame stamped {stamp * 1e-9:.9f}: {why} "
-                                                     f"(depth_{outcome})")
+                                                    f"(depth_{outcome})")
             return None
         try:
             metres = convert.depth_to_array(msg, shape)
