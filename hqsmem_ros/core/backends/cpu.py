@@ -26,6 +26,11 @@ Per frame (features and flow at a reduced working size, masks at full resolution
              memory calls most of the cells it adds the object;
   6. search  an absent object is looked for over the whole frame (``cpu_appearance.redetect``);
   7. overlaps between objects go to the object with the strongest evidence.
+Untracked look-alikes (regions near an object that its memory calls it as surely as cells it adopts, but
+apart from it) are followed from frame to frame by the flow, cell by cell. Their predicted cells are
+left out of the object's motion fit (while one is over the object it keeps the motion it had), of
+the cells it adopts and of its regrowth; where one is in front of it (over it, the flow moves with the
+look-alike) its cells are dropped; and an absent object is not searched for on them.
 The confidence is the mean foreground probability over the mask's cells. Key frames only learn cells
 the memory already agrees with (foreground it calls foreground, background it calls background), so a
 mask that slipped or shrank does not teach it its error.
@@ -49,6 +54,9 @@ from ..types import Frame, Prediction, mask_box
 from .cpu_appearance import ObjectAppearance, ScoreParams, redetect
 from .cpu_features import STRIDE, FeatureExtractor, cell_coverage, pooled
 from .cpu_flow import MOTION_MODELS, PRESETS, FlowWarper
+
+
+_LOOKALIKE_SHARE = 0.1  # least size of a look-alike region, as a share of the object's recent size
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class _Object:
     sizes: deque[float]                   # its size (cells) on the last frames it was seen
     appearance: ObjectAppearance = field(default_factory=ObjectAppearance)
     box: tuple[int, int, int, int] | None = None  # the prior's box (y0, y1, x0, x1); None when it is empty
+    lookalikes: np.ndarray | None = None  # (rows, cols) cells of untracked look-alikes near it, previous frame
+    velocity: np.ndarray | None = None    # how far the flow moved it last while no look-alike was over it
 
     def set_prior(self, mask: np.ndarray, cell_area: float) -> None:
         """``cell_area``: frame pixels per feature cell."""
@@ -294,7 +304,17 @@ class CpuBackend:
         """Evidence and confidence of a present object, or None when it is gone or reduced to a
         fragment."""
         cfg = self.config
-        moved, moved_box = self.flow.warp(obj.prior, obj.box)
+        # where its look-alikes are now: their flow is not the object's, and their cells, which score like it,
+        # are not it growing
+        near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.25
+        ignore = None if near is None else near.repeat(STRIDE, 0).repeat(STRIDE, 1)
+        obj.lookalikes = None
+        # while a look-alike is over it, the flow there is partly the look-alike's: it keeps the motion it had
+        grid = cur.feats.shape[-2:]
+        covered = near is not None and obj.velocity is not None and bool((near & (obj.coverage(grid) >= 0.5)).any())
+        moved, moved_box, moved_by = self.flow.warp(obj.prior, obj.box, ignore, obj.velocity if covered else None)
+        if not covered:
+            obj.velocity = moved_by
         shape = obj.prior.shape
         if not cfg.correction.enabled:
             return _Evidence(moved_box, 2 * moved - 1), 1.0
@@ -314,9 +334,14 @@ class CpuBackend:
                     else cfg.correction.adopt_logit)
         veto = (((logit_grid < -cfg.correction.veto_logit) & (coverage >= 0.5))
                 | (logit_grid < -cfg.correction.veto_logit_partial))
+        front = None if near is None else self._in_front(near, coverage >= 0.5)
+        if front is not None:
+            veto |= front
         # taken cells must touch the carried mask: a look-alike nearby is not the object growing
         touching = cv2.dilate(carried.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         adopt = touching & (coverage < 0.5) & (logit_grid > adopt_at)
+        if near is not None:
+            adopt &= ~near
         # whole cells change (their share of the mask goes to 0 or 1); the rest keeps the flow's boundary
         change = np.where(veto, -coverage, np.where(adopt, 1 - coverage, 0)).astype(np.float32)
         y0, y1 = r0 * shape[0] // rows, -(-r1 * shape[0] // rows)
@@ -334,11 +359,55 @@ class CpuBackend:
             return None
         if size < cfg.regrowth.refine_below * largest:
             proposal = _grabcut_regrow(cur.source[y0:y1, x0:x1], kept, max(1, round(cell_px / 2)))
-            if proposal is not None and _adds_the_object(proposal, kept, logit_grid[r0:r1, c0:c1],
+            ours = logit_grid if near is None else np.where(near, -1.0, logit_grid)  # a look-alike is not it
+            if proposal is not None and _adds_the_object(proposal, kept, ours[r0:r1, c0:c1],
                                                          cfg.regrowth.refine_accept):
                 values = np.where(proposal, np.maximum(values, 0.5), np.minimum(values, -0.5))
                 kept = proposal
+        obj.lookalikes = self._lookalikes(logit_grid, window, kept, near, front, obj.recent_size())
         return _Evidence((y0, y1, x0, x1), values), _mean_probability(logit_grid[r0:r1, c0:c1], kept)
+
+    def _in_front(self, near: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Of the cells ``near`` where look-alikes are predicted, those where a look-alike is in front of the
+        object (whose cells are ``own``): outside the object, and over it where the flow moves with the
+        look-alikes' part outside it rather than with the object's part outside them (the front layer
+        moves the pixels). Over an object they cover entirely, all of them; of ones it covers entirely, none."""
+        mine, theirs, overlap = own & ~near, near & ~own, near & own
+        if not overlap.any() or not mine.any():
+            return near
+        if not theirs.any():
+            return np.zeros_like(near)
+        flow = self.flow.cell_flow(near.shape)
+        to_mine = np.linalg.norm(flow - np.median(flow[mine], 0), axis=-1)
+        to_theirs = np.linalg.norm(flow - np.median(flow[theirs], 0), axis=-1)
+        return theirs | (overlap & (to_theirs < to_mine))
+
+    def _lookalikes(self, logit: np.ndarray, window: tuple[int, int, int, int], kept: np.ndarray,
+                    near: np.ndarray | None, front: np.ndarray | None, size: float) -> np.ndarray | None:
+        """The cells (a grid like ``logit``) of untracked look-alikes near an object: regions in its ``window``
+        (cell rows/cols r0, r1, c0, c1) outside its mask ``kept`` (over the window) that the memory calls it as
+        surely as cells it adopts, at least ``_LOOKALIKE_SHARE`` of its ``size`` (one entering the window shows
+        only part of itself), and apart from it, or over where a look-alike was predicted (``near``): one that
+        touches it came from elsewhere; and the cells of a look-alike in ``front`` of it that still score like
+        it. None when there are none."""
+        cfg = self.config
+        r0, r1, c0, c1 = window
+        own = cell_coverage(kept, (r1 - r0, c1 - c0)) >= 0.5
+        strong = (logit[r0:r1, c0:c1] > cfg.correction.adopt_logit) & ~own
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(strong.astype(np.uint8), connectivity=8)
+        beside = cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        was = None if near is None else near[r0:r1, c0:c1]
+        out = np.zeros(logit.shape, np.float32)
+        for lab in range(1, n):
+            region = labels == lab
+            if stats[lab, cv2.CC_STAT_AREA] < max(2.0, _LOOKALIKE_SHARE * size):
+                continue
+            if (region & beside).any() and (was is None or not (region & was).any()):
+                continue
+            out[r0:r1, c0:c1][region] = 1
+        if front is not None:
+            out[front & (logit > cfg.correction.adopt_logit)] = 1
+        return out if out.any() else None
 
     def _search(self, obj: _Object, cur: _Frame, shape: tuple[int, int],
                 held: np.ndarray) -> tuple[_Evidence, float] | None:
@@ -350,6 +419,12 @@ class CpuBackend:
         rows, cols = cur.feats.shape[-2:]
         s_fg, logit = obj.appearance.scores(cur.cells, self.scoring)
         s_fg, logit = s_fg.reshape(rows, cols), logit.reshape(rows, cols)
+        # its untracked look-alikes, followed while it is hidden, are not it either
+        near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.5
+        obj.lookalikes = None if near is None or not (found := near & (logit > cfg.correction.adopt_logit)).any() \
+            else found.astype(np.float32)
+        if near is not None:
+            held = held + near
         logit = np.where(held < 0.5, logit, np.minimum(logit, -cfg.correction.veto_logit))
         region = redetect(s_fg, logit, max(1.0, cfg.redetection.min_size * obj.recent_size()),
                           cfg.redetection.similarity)
