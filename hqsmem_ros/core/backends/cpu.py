@@ -57,6 +57,7 @@ from .cpu_flow import MOTION_MODELS, PRESETS, FlowWarper
 
 
 _LOOKALIKE_SHARE = 0.1  # least size of a look-alike region, as a share of the object's recent size
+_HOLD_FRAMES = 30       # most frames in a row an object keeps its last shift under a look-alike
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class _Object:
     box: tuple[int, int, int, int] | None = None  # the prior's box (y0, y1, x0, x1); None when it is empty
     lookalikes: np.ndarray | None = None  # (rows, cols) cells of untracked look-alikes near it, previous frame
     velocity: np.ndarray | None = None    # how far the flow moved it last while no look-alike was over it
+    held_for: int = 0                     # frames in a row a look-alike has been over it
 
     def set_prior(self, mask: np.ndarray, cell_area: float) -> None:
         """``cell_area``: frame pixels per feature cell."""
@@ -309,11 +311,14 @@ class CpuBackend:
         near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.25
         ignore = None if near is None else near.repeat(STRIDE, 0).repeat(STRIDE, 1)
         obj.lookalikes = None
-        # while a look-alike is over it, the flow there is partly the look-alike's: it keeps the motion it had
+        # while a look-alike is over it, the flow there is partly the look-alike's: it keeps the motion it had,
+        # for a while (where look-alikes never leave it, an extrapolated motion would carry it away)
         grid = cur.feats.shape[-2:]
-        covered = near is not None and obj.velocity is not None and bool((near & (obj.coverage(grid) >= 0.5)).any())
-        moved, moved_box, moved_by = self.flow.warp(obj.prior, obj.box, ignore, obj.velocity if covered else None)
-        if not covered:
+        under = near is not None and bool((near & (obj.coverage(grid) >= 0.5)).any())
+        obj.held_for = obj.held_for + 1 if under else 0
+        hold = under and obj.velocity is not None and obj.held_for <= _HOLD_FRAMES
+        moved, moved_box, moved_by = self.flow.warp(obj.prior, obj.box, ignore, obj.velocity if hold else None)
+        if not under:
             obj.velocity = moved_by
         shape = obj.prior.shape
         if not cfg.correction.enabled:
