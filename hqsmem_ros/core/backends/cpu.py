@@ -30,7 +30,8 @@ Untracked look-alikes (regions near an object that its memory calls it as surely
 apart from it) are followed from frame to frame by the flow, cell by cell. Their predicted cells are
 left out of the object's motion fit (while one is over the object it keeps the motion it had), of
 the cells it adopts and of its regrowth; where one is in front of it (over it, the flow moves with the
-look-alike) its cells are dropped; and an absent object is not searched for on them.
+look-alike) its cells are dropped; and an object that went absent with look-alikes recorded (all its
+pixels went to other objects) is not searched for on them.
 The confidence is the mean foreground probability over the mask's cells. Key frames only learn cells
 the memory already agrees with (foreground it calls foreground, background it calls background), so a
 mask that slipped or shrank does not teach it its error.
@@ -310,7 +311,7 @@ class CpuBackend:
         # are not it growing
         near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.25
         ignore = None if near is None else near.repeat(STRIDE, 0).repeat(STRIDE, 1)
-        obj.lookalikes = None
+        obj.lookalikes = None  # a fragment drops them (keeping them: README, "CPU backend on the varied scenes")
         # while a look-alike is over it, the flow there is partly the look-alike's: it keeps the motion it had,
         # for a while (where look-alikes never leave it, an extrapolated motion would carry it away)
         grid = cur.feats.shape[-2:]
@@ -425,10 +426,10 @@ class CpuBackend:
         s_fg, logit = obj.appearance.scores(cur.cells, self.scoring)
         s_fg, logit = s_fg.reshape(rows, cols), logit.reshape(rows, cols)
         # its untracked look-alikes, followed while it is hidden, are not it either
-        near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.5
-        obj.lookalikes = None if near is None or not (found := near & (logit > cfg.correction.adopt_logit)).any() \
-            else found.astype(np.float32)
-        if near is not None:
+        if obj.lookalikes is not None:
+            near = self.flow.move_cells(obj.lookalikes) >= 0.5
+            seen = near & (logit > cfg.correction.adopt_logit)
+            obj.lookalikes = seen.astype(np.float32) if seen.any() else None
             held = held + near
         logit = np.where(held < 0.5, logit, np.minimum(logit, -cfg.correction.veto_logit))
         region = redetect(s_fg, logit, max(1.0, cfg.redetection.min_size * obj.recent_size()),
