@@ -307,6 +307,7 @@ class CpuBackend:
         """Evidence and confidence of a present object, or None when it is gone or reduced to a
         fragment."""
         cfg = self.config
+        rows, cols = cur.feats.shape[-2:]
         # where its look-alikes are now: their flow is not the object's, and their cells, which score like it,
         # are not it growing
         near = None if obj.lookalikes is None else self.flow.move_cells(obj.lookalikes) >= 0.25
@@ -314,8 +315,7 @@ class CpuBackend:
         obj.lookalikes = None  # a fragment drops them (keeping them: README, "CPU backend on the varied scenes")
         # while a look-alike is over it, the flow there is partly the look-alike's: it keeps the motion it had,
         # for a while (where look-alikes never leave it, an extrapolated motion would carry it away)
-        grid = cur.feats.shape[-2:]
-        under = near is not None and bool((near & (obj.coverage(grid) >= 0.5)).any())
+        under = near is not None and bool((near & (obj.coverage((rows, cols)) >= 0.5)).any())
         obj.held_for = obj.held_for + 1 if under else 0
         hold = under and obj.velocity is not None and obj.held_for <= _HOLD_FRAMES
         moved, moved_box, moved_by = self.flow.warp(obj.prior, obj.box, ignore, obj.velocity if hold else None)
@@ -324,7 +324,6 @@ class CpuBackend:
         shape = obj.prior.shape
         if not cfg.correction.enabled:
             return _Evidence(moved_box, 2 * moved - 1), 1.0
-        rows, cols = cur.feats.shape[-2:]
         coverage = cell_coverage(moved, (rows, cols), shape, moved_box)
         carried = coverage > 0.01
         window = _window(carried, cfg.correction.search_margin)
