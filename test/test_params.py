@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import textwrap
 from pathlib import Path
@@ -130,6 +131,9 @@ def test_advanced_settings_are_marked_in_the_readme_table_the_descriptors_and_th
     assert "[advanced]\n        preset: " in params.to_yaml() and "[advanced]" not in params.to_yaml().split("flow:")[0]
 
 
+_node_names = (f"alias_test_{i}" for i in itertools.count())
+
+
 @pytest.fixture
 def make_node(ros_context, tmp_path):
     """A TrackerNode (not spun) with a params file; its tracker factory records the settings it gets."""
@@ -141,10 +145,12 @@ def make_node(ros_context, tmp_path):
         raise RuntimeError("no tracker needed")
 
     def make(params_yaml: str = ""):
+        # a name no earlier test used: rclpy may destroy a closed node later, and a node that shares its name
+        # then loses its /rosout publisher with it
         path = tmp_path / f"params{len(nodes)}.yaml"
         path.write_text("/**:\n  ros__parameters:\n" + textwrap.indent(params_yaml, "    ") + "    autostart: true\n")
         nodes.append(TrackerNode(context=ros_context, tracker_factory=factory, cli_args=[
-            "--ros-args", "-r", f"__node:=alias_test_{len(nodes)}", "--params-file", str(path)]))
+            "--ros-args", "-r", f"__node:={next(_node_names)}", "--params-file", str(path)]))
         return nodes[-1]
 
     yield make, seen
