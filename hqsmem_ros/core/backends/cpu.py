@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -143,8 +144,8 @@ class CellMemoryConfig:
 @dataclass(frozen=True)
 class CpuBackendConfig:
     """The choices a user makes, then each stage's tuned settings (advanced)."""
-    threads: int = param(0, "torch / OpenCV threads used by the CPU backend; 0: auto (2, or 1 on a machine "
-                         "with 2 cores or fewer)", min=0, max=64)
+    threads: int = param(0, "torch / OpenCV threads used by the CPU backend (its optical flow runs beside the "
+                         "network on one more); 0: auto (2, or 1 on a machine with 2 cores or fewer)", min=0, max=64)
     work_short_side: int = param(288, "Short side (pixels) of the working size; masks come back at full "
                                  "resolution", min=96, max=1080)
     motion_model: str = param("similarity", "How the flow moves a mask: similarity (one rotation + scale + "
@@ -231,7 +232,8 @@ class CpuBackend:
         """``config.threads``, with 0 resolved. Two threads leave no core free on a 2-core machine: then any other
         busy process (a camera publishing as fast as it can) preempts one of them, and OpenMP's spin-waits turn
         that into a collapse (3 objects, 640x480: 10 fps alone, 1-2 fps beside the camera; 1 thread: 8-9 fps
-        alone, 6-7 beside it; README, "Floods")."""
+        alone, 6-7 beside it; README, "Floods"). The flow's own thread (``_analyse``) does not spin-wait: beside
+        such a camera the node tracks as fast as it did without that thread."""
         return config.threads or (2 if len(os.sched_getaffinity(0)) > 2 else 1)
 
     def __init__(self, config: CpuBackendConfig = CpuBackendConfig(), extractor: FeatureExtractor | None = None):
@@ -245,6 +247,7 @@ class CpuBackend:
         self.objects: dict[int, _Object] = {}
         self._current: _Frame | None = None
         self._previous_gray: np.ndarray | None = None
+        self._flow_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hqsmem_flow")
 
     # -- frames ----------------------------------------------------------------------------------
     def _work_size(self, shape: tuple[int, int]) -> tuple[int, int]:
@@ -254,14 +257,25 @@ class CpuBackend:
         q = 2 * STRIDE
         return max(q, round(w * s / q) * q), max(q, round(h * s / q) * q)
 
-    def _analyse(self, frame: Frame) -> _Frame:
+    def _analyse(self, frame: Frame, flow: bool = False) -> _Frame:
+        """The frame at working size and its cell features; with ``flow``, also the flow from the previous
+        accepted frame to it, computed on a second thread while the network runs: the two are independent
+        and both release the GIL (README, "CPU backend on the varied scenes")."""
         if self._current is not None and self._current.index == frame.index:
+            if flow:
+                self._update_flow(self._current.gray)
             return self._current
         small = cv2.resize(frame.pixels, self._work_size(frame.hw), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        pending = self._flow_thread.submit(self._update_flow, gray) if flow else None
         feats = self.extractor(small)
-        self._current = _Frame(frame.index, frame.pixels, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), feats,
-                               feats.flatten(1).T.contiguous())
+        if pending is not None:
+            pending.result()
+        self._current = _Frame(frame.index, frame.pixels, gray, feats, feats.flatten(1).T.contiguous())
         return self._current
+
+    def _update_flow(self, gray: np.ndarray) -> None:
+        self.flow.update(self._previous_gray if self.config.flow.enabled else None, gray)
 
     # -- objects ---------------------------------------------------------------------------------
     def add_object(self, obj_id: int, frame: Frame, mask: np.ndarray, key: int) -> None:
@@ -286,8 +300,7 @@ class CpuBackend:
 
     # -- the step --------------------------------------------------------------------------------
     def step(self, frame: Frame) -> dict[int, Prediction]:
-        cur = self._analyse(frame)
-        self.flow.update(self._previous_gray if self.config.flow.enabled else None, cur.gray)
+        cur = self._analyse(frame, flow=True)
         shape = frame.hw
         grid = cur.feats.shape[-2:]
         # Where the tracked objects were on the previous frame: an absent object is not searched for there (a
